@@ -1,0 +1,67 @@
+"""The CEL rules of the LLMService CRD, gathered by schema path, and their offline evaluation.
+
+The same rule text goes into the CRD (`x-kubernetes-validations`, checked by the API server at apply
+time) and is evaluated here with cel-python for `llmserve render` and the operator, so a rule is
+written once and both places give the same message.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from types import MappingProxyType
+from typing import Any, Final
+
+import celpy
+
+from llmserve.api.engines import dropped_quantization_rules
+from llmserve.api.errors import Problem
+from llmserve.api.models import NAME_RULES, Autoscaling, CelRule, LLMServiceSpec
+
+RULES: Final = MappingProxyType[str, tuple[CelRule, ...]](
+    {
+        "": NAME_RULES,
+        "spec": LLMServiceSpec.CEL_RULES + dropped_quantization_rules(),
+        "spec.autoscaling": Autoscaling.CEL_RULES,
+    }
+)
+"""Rules by the dotted path of the object they are attached to ("" is the resource itself)."""
+
+
+@cache
+def _program(rule: str) -> celpy.Runner:
+    env = celpy.Environment()
+    return env.program(env.compile(rule))
+
+
+def _at(document: dict[str, Any], path: str) -> Any:  # noqa: ANN401 - JSON value
+    node: Any = document
+    for part in filter(None, path.split(".")):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _holds(rule: CelRule, activation: dict[str, Any]) -> bool:
+    try:
+        result = _program(rule.rule).evaluate(activation)
+    except celpy.CELEvalError:
+        return False  # the API server, too, rejects an object on which a rule fails to evaluate
+    return isinstance(result, celpy.celtypes.BoolType) and bool(result)
+
+
+def check(document: dict[str, Any]) -> list[Problem]:
+    """Evaluate every rule against a defaulted document (camelCase, as the API server sees it).
+
+    `document` must already carry the defaults (`LLMService.model_dump(by_alias=True)`), as the API
+    server applies structural defaults before it runs CEL.
+    """
+    problems = []
+    for path, rules in RULES.items():
+        target = _at(document, path)
+        if target is None:
+            continue
+        activation = {"self": celpy.json_to_cel(target)}
+        for rule in rules:
+            if not _holds(rule, activation):
+                where = ".".join(filter(None, [path, (rule.field_path or "").lstrip(".")]))
+                problems.append(Problem(where or "metadata", rule.message))
+    return problems

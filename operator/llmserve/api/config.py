@@ -1,0 +1,60 @@
+"""Operator settings that rendering depends on: images, defaults for GPU memory and the cache.
+
+One typed document (the chart will mount it as a ConfigMap file), validated at start. Every field has
+a default so `llmserve render` works offline with no settings at all.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from llmserve import __version__
+from llmserve.api.models import Engine
+
+DEFAULT_IMAGES: Final = MappingProxyType[Engine, str](
+    {
+        # Versions described in ENGINES.md §0; bump them together with ../shared/reference/.
+        "vllm": "vllm/vllm-openai:v0.33.0",
+        "tgi": "ghcr.io/huggingface/text-generation-inference:3.3.5",
+        "sglang": "lmsysorg/sglang:v0.5.23",
+        "llamacpp": "ghcr.io/ggml-org/llama.cpp:server-cuda",
+        "ollama": "ollama/ollama:latest",
+    }
+)
+CPU_IMAGES: Final = MappingProxyType[Engine, str](
+    {"llamacpp": "ghcr.io/ggml-org/llama.cpp:server"}
+)
+"""Images for `gpus: 0`, where the engine ships a separate CPU build."""
+
+
+class OperatorConfig(BaseModel):
+    """Settings of one llmserve installation."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+    images: dict[Engine, str] = Field(default_factory=lambda: dict(DEFAULT_IMAGES))
+    """Engine image by engine, used when an LLMService sets no `spec.image`."""
+    cpu_images: dict[Engine, str] = Field(default_factory=lambda: dict(CPU_IMAGES))
+    """Engine image by engine for CPU-only replicas (`gpus: 0`), where the engine has one."""
+    operator_image: str = f"ghcr.io/llmserve/llmserve:{__version__}"
+    """Image with the `llmserve` command: runs the proxy sidecar and the model download Job."""
+    default_gpu_memory_gib: int | None = None
+    """GPU memory assumed when neither the spec nor node labels tell; None skips the fit check."""
+    default_cache_size_gib: int = 50
+    """Model-cache size when the model's size is unknown."""
+
+    def image_for(self, engine: Engine, gpus: int) -> str:
+        """The engine image for a replica with `gpus` GPUs."""
+        if gpus == 0 and engine in self.cpu_images:
+            return self.cpu_images[engine]
+        return self.images.get(engine, DEFAULT_IMAGES[engine])

@@ -1,0 +1,209 @@
+"""The LLMService CustomResourceDefinition, generated from the pydantic models.
+
+One source: field names, types, enums, minimums, defaults and descriptions come from
+`llmserve.api.models`; CEL rules from `llmserve.api.cel`. `llmserve crd` prints it and
+`crds/llmservices.llmserve.io.yaml` is that output (a test fails when they drift).
+The schema is structural (no `$ref`, no `anyOf` over types), as `apiextensions.k8s.io/v1` requires.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import annotated_types
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from llmserve.api import cel
+from llmserve.api.models import (
+    GROUP,
+    KIND,
+    PLURAL,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+    LLMServiceSpec,
+    LLMServiceStatus,
+)
+
+_SCALARS: dict[type, dict[str, Any]] = {
+    str: {"type": "string"},
+    int: {"type": "integer"},
+    float: {"type": "number"},
+    bool: {"type": "boolean"},
+}
+_INT_OR_STRING = {"x-kubernetes-int-or-string": True}
+_BOUNDS: dict[type, tuple[str, str]] = {
+    annotated_types.Ge: ("ge", "minimum"),
+    annotated_types.Gt: ("gt", "minimum"),
+    annotated_types.Le: ("le", "maximum"),
+    annotated_types.Lt: ("lt", "maximum"),
+}
+
+
+def _constraints(metadata: list[Any]) -> dict[str, Any]:
+    """OpenAPI keywords for pydantic/annotated-types constraints."""
+    out: dict[str, Any] = {}
+    for item in metadata:
+        if isinstance(item, annotated_types.GroupedMetadata):  # e.g. StringConstraints
+            out |= _constraints(list(item))
+        if isinstance(item, FieldInfo):  # Field(ge=...) inside Annotated inside an Optional
+            out |= _constraints(item.metadata)
+        for kind, (attribute, keyword) in _BOUNDS.items():
+            if isinstance(item, kind):
+                out[keyword] = getattr(item, attribute)
+                if kind in (annotated_types.Gt, annotated_types.Lt):
+                    out[f"exclusive{keyword.capitalize()}"] = True
+        if isinstance(item, annotated_types.MinLen):
+            out["minLength"] = item.min_length
+    return out
+
+
+def schema_of(annotation: Any, metadata: list[Any] | None = None) -> dict[str, Any]:  # noqa: ANN401
+    """The structural OpenAPI schema of a Python type annotation."""
+    extra = list(metadata or [])
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        inner, *more = get_args(annotation)
+        return schema_of(inner, extra + more)
+    if origin in (Union, types.UnionType):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        if len(members) == 1:
+            return schema_of(members[0], extra)
+        if set(members) == {int, str}:
+            return dict(_INT_OR_STRING)
+        raise TypeError(f"no structural schema for {annotation}")
+    if origin is Literal:
+        values = list(get_args(annotation))
+        return {"type": "string", "enum": values}
+    if origin is list:
+        return {"type": "array", "items": schema_of(get_args(annotation)[0])}
+    if origin is dict:
+        value = get_args(annotation)[1]
+        if value is Any:
+            return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        return {"type": "object", "additionalProperties": schema_of(value)}
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return object_schema(annotation)
+    if annotation in _SCALARS:
+        return {**_SCALARS[annotation], **_constraints(extra)}
+    raise TypeError(f"no structural schema for {annotation}")
+
+
+def _default(info: FieldInfo) -> Any:  # noqa: ANN401 - any JSON value
+    """The field's default as JSON, `{}` for nested models (so their own defaults apply), else None."""
+    if info.default_factory is not None:
+        value = info.default_factory()  # type: ignore[call-arg]
+        if isinstance(value, BaseModel):
+            return {}
+        return value or None  # empty lists and maps are left out rather than defaulted
+    if info.default is PydanticUndefined or info.default is None:
+        return None
+    return info.default
+
+
+def object_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The schema of a model: properties by alias, required fields, defaults, descriptions."""
+    properties: dict[str, Any] = {}
+    required = []
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        prop = schema_of(info.annotation, list(info.metadata))
+        if info.description:
+            prop = {"description": " ".join(info.description.split()), **prop}
+        default = _default(info)
+        if default is not None:
+            prop["default"] = default
+        if info.is_required():
+            required.append(key)
+        properties[key] = prop
+    schema: dict[str, Any] = {"type": "object"}
+    if model.__doc__:
+        schema["description"] = " ".join(model.__doc__.split())
+    schema["properties"] = properties
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def _attach_rules(schema: dict[str, Any]) -> dict[str, Any]:
+    """Put each CEL rule on the schema node of the object it is written against."""
+    for path, rules in cel.RULES.items():
+        node = schema
+        for part in filter(None, path.split(".")):
+            node = node["properties"][part]
+        node["x-kubernetes-validations"] = [
+            {
+                "rule": r.rule,
+                "message": r.message,
+                **({"fieldPath": r.field_path} if r.field_path else {}),
+            }
+            for r in rules
+        ]
+    return schema
+
+
+def _column(name: str, kind: str, path: str, **extra: Any) -> dict[str, Any]:  # noqa: ANN401
+    return {"name": name, "type": kind, "jsonPath": path, **extra}
+
+
+def build() -> dict[str, Any]:
+    """The whole CRD document."""
+    root: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": object_schema(LLMServiceSpec),
+            "status": object_schema(LLMServiceStatus),
+        },
+        "required": ["spec"],
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{PLURAL}.{GROUP}",
+            "labels": {"app.kubernetes.io/name": "llmserve"},
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": list(SHORT_NAMES),
+                "categories": ["all", "llmserve"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": _attach_rules(root)},
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.replicas",
+                            "statusReplicasPath": ".status.replicas",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
+                    "additionalPrinterColumns": [
+                        _column("Model", "string", ".spec.model.name"),
+                        _column("Engine", "string", ".spec.engine"),
+                        _column("GPUs", "integer", ".spec.gpus"),
+                        _column("Ready", "integer", ".status.readyReplicas"),
+                        _column("Phase", "string", ".status.phase"),
+                        _column("Age", "date", ".metadata.creationTimestamp"),
+                        _column("Endpoint", "string", ".status.endpoint", priority=1),
+                    ],
+                }
+            ],
+        },
+    }

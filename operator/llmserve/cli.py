@@ -1,0 +1,229 @@
+"""The `llmserve` command: render, crd and fit (the operator, proxy, simulator and downloader follow).
+
+Every sub-command prints its result on stdout and one clear message on stderr when something is
+wrong, with exit status 1 and never a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+import yaml
+
+from llmserve import __version__, render
+from llmserve.api import ENGINES, QUANTIZATIONS, InvalidSpec, LLMService, parse_llmservice, parse_many
+from llmserve.api import crd as crd_module
+from llmserve.api import fit as fit_module
+from llmserve.api.config import OperatorConfig
+
+EXIT_OK: Final = 0
+EXIT_INVALID: Final = 1
+EXIT_DOES_NOT_FIT: Final = 1
+
+
+class UsageError(Exception):
+    """Bad command-line input that is not an LLMService problem (a missing file, say)."""
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """YAML with multi-line strings as `|` blocks, so scripts in manifests stay readable."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str_representer)
+
+
+def dump_yaml(documents: Sequence[dict[str, Any]]) -> str:
+    """Multi-document YAML, keys in the order the builders chose, no line folding."""
+    return yaml.dump_all(
+        documents, Dumper=_BlockDumper, sort_keys=False, explicit_start=True, width=1_000_000
+    )
+
+
+def _read(path: str) -> tuple[str, str]:
+    """The text of FILE (or stdin for `-`) and a name for messages."""
+    if path == "-":
+        return sys.stdin.read(), "<stdin>"
+    try:
+        return Path(path).read_text(encoding="utf-8"), path
+    except FileNotFoundError:
+        raise UsageError(f"cannot read {path}: no such file; check the path") from None
+    except IsADirectoryError:
+        raise UsageError(f"cannot read {path}: it is a directory; give a YAML file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read {path}: {error}") from None
+
+
+def _config(path: str | None) -> OperatorConfig:
+    if path is None:
+        return OperatorConfig()
+    text, name = _read(path)
+    try:
+        return OperatorConfig.model_validate(yaml.safe_load(text) or {})
+    except (yaml.YAMLError, ValueError) as error:
+        raise UsageError(f"operator config {name} is invalid: {error}") from None
+
+
+def _note(report: fit_module.FitReport, service: LLMService, err: TextIO) -> None:
+    if report.verdict == "skipped":
+        print(f"note: {service.ref}: {report.reason}", file=err)
+
+
+def cmd_render(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Print the children of every LLMService in the file."""
+    text, source = _read(args.filename)
+    config = _config(args.config)
+    documents: list[dict[str, Any]] = []
+    for service in parse_many(text, source=source):
+        children = render.render(service, config)
+        _note(render.check(service, config), service, err)
+        documents.extend(children)
+    out.write(dump_yaml(documents))
+    return EXIT_OK
+
+
+def cmd_crd(_: argparse.Namespace, out: TextIO, __: TextIO) -> int:
+    """Print the CustomResourceDefinition."""
+    out.write(dump_yaml([crd_module.build()]))
+    return EXIT_OK
+
+
+def _fit_service(args: argparse.Namespace) -> LLMService:
+    """The LLMService the fit command talks about: from -f, or built from the flags."""
+    if args.filename:
+        text, source = _read(args.filename)
+        services = list(parse_many(text, source=source))
+        if len(services) != 1:
+            raise UsageError(f"{source} holds {len(services)} LLMServices; give a file with one")
+        return services[0]
+    if not args.model:
+        raise UsageError("give -f FILE or --model REPO (e.g. --model meta-llama/Llama-3.1-8B)")
+    spec: dict[str, Any] = {"model": {"name": args.model}, "engine": args.engine, "gpus": args.gpus}
+    optional = {
+        "quantization": args.quantization,
+        "gpuMemoryGiB": args.gpu_memory_gib,
+        "maxModelLen": args.max_model_len,
+    }
+    spec |= {k: v for k, v in optional.items() if v is not None}
+    if args.parameters_billions is not None:
+        spec["model"]["parametersBillions"] = args.parameters_billions
+    if args.file:
+        spec["model"]["file"] = args.file
+    document = {"apiVersion": "llmserve.io/v1alpha1", "kind": "LLMService"}
+    return parse_llmservice(
+        {**document, "metadata": {"name": "fit"}, "spec": spec}, source="the command line"
+    )
+
+
+def _fit_text(service: LLMService, report: fit_module.FitReport) -> str:
+    spec = service.spec
+    rows = [("model", spec.model.name), ("engine", f"{spec.engine}, quantization {spec.quant}")]
+    if report.verdict != "skipped":
+        rows += [
+            ("parameters", f"{report.parameters_billions:g}B x {report.bytes_per_parameter:g} bytes"),
+            ("weights", f"{report.weights_gib:.1f} GiB"),
+            ("KV cache", f"{report.kv_cache_gib:.1f} GiB ({report.context_tokens} tokens)"),
+            ("overhead", f"{report.overhead_gib:.1f} GiB (activations, CUDA context)"),
+            ("per-GPU need", f"{report.per_gpu_need_gib:.1f} GiB on {report.gpus} GPU(s)"),
+            (
+                "available",
+                f"{report.per_gpu_available_gib:.1f} GiB per GPU "
+                f"({report.gpu_memory_gib:g} GiB x {report.memory_fraction:g})",
+            ),
+        ]
+    rows.append(("verdict", f"{report.verdict.replace('-', ' ')}: {report.reason}"))
+    rows += [("note", note) for note in report.notes]
+    return "".join(f"{key:<14}{value}\n" for key, value in rows)
+
+
+def cmd_fit(args: argparse.Namespace, out: TextIO, _: TextIO) -> int:
+    """Print the VRAM estimate and verdict; exit 1 when the model does not fit."""
+    service = _fit_service(args)
+    config = _config(args.config)
+    report = fit_module.check(fit_module.input_for(service.spec, config.default_gpu_memory_gib))
+    if args.output == "json":
+        out.write(json.dumps({"model": service.spec.model.name, **report.as_dict()}, indent=2) + "\n")
+    else:
+        out.write(_fit_text(service, report))
+    return EXIT_DOES_NOT_FIT if report.verdict == "does-not-fit" else EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmserve",
+        description="Run open LLMs on Kubernetes GPU clusters from one LLMService resource.",
+        epilog="Start with: llmserve render -f examples/vllm.yaml  (see README.md)",
+    )
+    parser.add_argument("--version", action="version", version=f"llmserve {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    config_help = "operator settings file (YAML: images, defaultGpuMemoryGiB, ...); defaults if unset"
+
+    p = sub.add_parser(
+        "render",
+        help="print the Kubernetes objects an LLMService becomes",
+        description="Validate LLMService YAML offline and print its children (model-cache PVC, "
+        "download Job, Deployment, Service) as multi-document YAML. Exits 1 with a message that "
+        "names the field when the input is invalid.",
+        epilog="Example: llmserve render -f llama.yaml | kubectl apply --dry-run=server -f -",
+    )
+    p.add_argument("-f", "--filename", required=True, metavar="FILE", help="YAML file, - for stdin")
+    p.add_argument("--config", metavar="FILE", help=config_help)
+    p.set_defaults(handler=cmd_render)
+
+    p = sub.add_parser(
+        "crd",
+        help="print the LLMService CustomResourceDefinition",
+        description="Print the CRD (install it with: llmserve crd | kubectl apply --server-side -f -).",
+    )
+    p.set_defaults(handler=cmd_crd)
+
+    p = sub.add_parser(
+        "fit",
+        help="estimate whether a model fits its GPUs",
+        description="Estimate GPU memory per replica (weights, KV cache, overhead) and compare it "
+        "with what the GPUs offer. Reads an LLMService with -f, or the flags below. Exits 0 when it "
+        "fits or cannot tell, 1 when it does not fit.",
+        epilog="Example: llmserve fit --model meta-llama/Llama-3.1-70B-Instruct --gpus 1 "
+        "--gpu-memory-gib 80",
+    )
+    p.add_argument("-f", "--filename", metavar="FILE", help="an LLMService YAML file")
+    p.add_argument("--model", metavar="REPO", help="Hugging Face repo id")
+    p.add_argument("--parameters-billions", type=float, metavar="N", help="size; else from REPO")
+    p.add_argument("--engine", choices=ENGINES, default="vllm")
+    p.add_argument("--quantization", choices=QUANTIZATIONS)
+    p.add_argument("--file", metavar="GGUF", help="GGUF file name, for its quant tag")
+    p.add_argument("--gpus", type=int, default=1, metavar="N")
+    p.add_argument("--gpu-memory-gib", type=int, metavar="N", help="memory of one GPU")
+    p.add_argument("--max-model-len", type=int, metavar="N", help="context length")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.add_argument("--config", metavar="FILE", help=config_help)
+    p.set_defaults(handler=cmd_fit)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    """Run the command; return its exit status."""
+    out, err = out or sys.stdout, err or sys.stderr
+    args = _parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace, TextIO, TextIO], int] = args.handler
+    try:
+        return handler(args, out, err)
+    except (InvalidSpec, UsageError) as error:
+        print(f"error: {error}", file=err)
+        return EXIT_INVALID
+
+
+if __name__ == "__main__":
+    sys.exit(main())

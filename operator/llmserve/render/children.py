@@ -1,0 +1,75 @@
+"""Assemble the children of one LLMService, after the checks only rendering can make."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmserve.api import fit
+from llmserve.api.config import OperatorConfig
+from llmserve.api.errors import InvalidSpec, Problem
+from llmserve.api.models import LLMService
+from llmserve.render import cache, meta, workload
+from llmserve.render.engines import PROFILES
+
+
+def service_manifest(service: LLMService) -> dict[str, Any]:
+    """The Service `<name>`: port 80 to the proxy's `http` port."""
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta.metadata(service, meta.deployment_name(service), meta.COMPONENT_SERVER),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": meta.selector_labels(service, meta.COMPONENT_SERVER),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+    return meta.stamp(manifest)
+
+
+def validate_engine_args(service: LLMService) -> list[Problem]:
+    """engineArgs must not set a flag llmserve renders: the engine would take the last one given,
+    and a wrong port, host or parallelism breaks the pod in ways that are hard to see."""
+    profile = PROFILES[service.spec.engine]
+    rendered = {
+        profile.canonical(token)
+        for token in profile.args(workload.engine_inputs(service))
+        if token.startswith("-")
+    }
+    problems = []
+    for index, token in enumerate(service.spec.engine_args):
+        flag = profile.canonical(token)
+        if token.startswith("-") and flag in rendered:
+            instead = profile.fields.get(flag, "the matching spec field")
+            problems.append(
+                Problem(
+                    f"spec.engineArgs[{index}]",
+                    f"{token.split('=', 1)[0]} is set by llmserve for engine "
+                    f"{service.spec.engine}; remove it and set {instead} instead",
+                )
+            )
+    return problems
+
+
+def check(service: LLMService, config: OperatorConfig) -> fit.FitReport:
+    """Every rule that needs more than the spec alone: engineArgs and the VRAM fit.
+
+    Raises `InvalidSpec` with all problems; returns the fit report (its notes say what was assumed).
+    """
+    problems = validate_engine_args(service)
+    report = fit.check(fit.input_for(service.spec, config.default_gpu_memory_gib))
+    if report.verdict == "does-not-fit":
+        problems.append(Problem("spec.gpus", f"model does not fit: {report.reason}"))
+    if problems:
+        raise InvalidSpec(service.ref, problems)
+    return report
+
+
+def render(service: LLMService, config: OperatorConfig) -> list[dict[str, Any]]:
+    """The children in apply order. Raises `InvalidSpec` when `check` finds a problem."""
+    check(service, config)
+    children = []
+    if service.spec.cache.enabled:
+        children += [cache.claim(service, config), cache.download_job(service, config)]
+    children += [workload.deployment(service, config), service_manifest(service)]
+    return children

@@ -1,0 +1,99 @@
+"""What every engine module provides: an `EngineProfile` built from plain data and one args function."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from llmserve.api.models import Engine, Quantization
+
+LOOPBACK: Final = "127.0.0.1"
+"""Engines listen on loopback only: the proxy is the pod's one door (ENGINES.md §2.6)."""
+CACHE_MOUNT: Final = "/models"
+HF_HOME: Final = f"{CACHE_MOUNT}/hf"
+HUB_CACHE: Final = f"{HF_HOME}/hub"
+GGUF_PATH: Final = f"{CACHE_MOUNT}/model.gguf"
+"""Where the download Job links the GGUF file it fetched (the first part of a split file)."""
+HOME: Final = "/home/llmserve"
+"""A writable home (an emptyDir): images run as a UID that may have no home of its own."""
+
+
+@dataclass(frozen=True)
+class EngineInputs:
+    """Everything an engine's args and env depend on, resolved from the spec and operator config."""
+
+    repo: str
+    revision: str
+    served_name: str
+    gpus: int
+    quantization: Quantization
+    max_model_len: int | None
+    cached: bool
+    """True when the download Job fills a cache volume first (the engine then runs offline)."""
+    gguf_file: str | None
+    gguf_tag: str | None
+    slots: int
+    """Requests the engine runs at once (rendered where the engine needs to be told)."""
+
+
+def opt(flag: str, value: object) -> list[str]:
+    """`[flag, value]`, or nothing when the value is None."""
+    return [] if value is None else [flag, str(value)]
+
+
+def no_env(_: EngineInputs) -> dict[str, str]:
+    """For engines configured by flags only."""
+    return {}
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    """One engine's row in the render table."""
+
+    engine: Engine
+    port: int
+    """Loopback port the engine listens on (never 8080: the proxy has it)."""
+    health_path: str
+    """Route that answers 200 when the engine can serve; the proxy's readiness follows it."""
+    metrics_path: str | None
+    """Prometheus route of the engine, or None (Ollama has none)."""
+    args: Callable[[EngineInputs], list[str]]
+    """The engine's arguments, before the user's engineArgs."""
+    probe: tuple[str, ...]
+    """Exec probe: kubelet cannot reach a loopback-bound engine over HTTP (ENGINES.md §9)."""
+    command: tuple[str, ...] = ()
+    """Container command; empty keeps the image's entrypoint."""
+    env: Callable[[EngineInputs], dict[str, str]] = no_env
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    """Other spellings of flags we render (`-tp` for `--tensor-parallel-size`)."""
+    fields: Mapping[str, str] = field(default_factory=dict)
+    """The spec field to set instead of passing a rendered flag in engineArgs."""
+    underscore_flags: bool = False
+    """The engine's parser accepts `--foo_bar` for `--foo-bar` (vLLM's FlexibleArgumentParser)."""
+    startup_budget_seconds: int = 3600
+    """How long model loading may take before the pod is restarted."""
+
+    def canonical(self, token: str) -> str:
+        """The flag a user's engineArgs token sets, in the spelling we render."""
+        flag = token.split("=", 1)[0]
+        if self.underscore_flags:
+            flag = flag.replace("_", "-").split(".", 1)[0]
+        return self.aliases.get(flag, flag)
+
+
+def python_health_probe(port: int, path: str) -> tuple[str, ...]:
+    """Exec probe for images that ship python3 but maybe not curl."""
+    script = f"import urllib.request as r; r.urlopen('http://{LOOPBACK}:{port}{path}', timeout=5)"
+    return ("python3", "-c", script)
+
+
+def curl_health_probe(port: int, path: str) -> tuple[str, ...]:
+    """Exec probe for images that ship curl."""
+    return ("curl", "-fsS", "-o", "/dev/null", "--max-time", "5", f"http://{LOOPBACK}:{port}{path}")
+
+
+COMMON_FIELDS: Final = {
+    "--port": "nothing: the port is part of the pod layout",
+    "--host": "nothing: the engine listens on loopback behind the proxy",
+}

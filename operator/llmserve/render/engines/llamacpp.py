@@ -1,0 +1,75 @@
+"""llama.cpp `llama-server` (the image's entrypoint), for GGUF files on GPU or CPU (ENGINES.md §5)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from llmserve.render.engines.base import (
+    COMMON_FIELDS,
+    GGUF_PATH,
+    LOOPBACK,
+    EngineInputs,
+    EngineProfile,
+    curl_health_probe,
+    opt,
+)
+
+PORT: Final = 8081
+"""llama-server's default 8080 is the proxy's port, and a pod shares one network namespace."""
+ALL_LAYERS: Final = 999
+"""`--n-gpu-layers` above any model's layer count offloads every layer."""
+
+
+def _source(i: EngineInputs) -> list[str]:
+    if i.cached:
+        return opt("--model", GGUF_PATH)
+    # No cache volume: llama-server downloads by itself, by quant tag or by exact file name.
+    if i.gguf_tag:
+        return opt("--hf-repo", f"{i.repo}:{i.gguf_tag}")
+    return [*opt("--hf-repo", i.repo), *opt("--hf-file", i.gguf_file)]
+
+
+def args(i: EngineInputs) -> list[str]:
+    """llama-server arguments; each slot gets the whole context length."""
+    return [
+        *_source(i),
+        *opt("--alias", i.served_name),
+        *opt("--host", LOOPBACK),
+        *opt("--port", PORT),
+        *opt("--parallel", i.slots),
+        # llama-server splits --ctx-size between its slots.
+        *opt("--ctx-size", None if i.max_model_len is None else i.max_model_len * i.slots),
+        *opt("--n-gpu-layers", ALL_LAYERS if i.gpus else 0),
+        "--metrics",
+    ]
+
+
+PROFILE: Final = EngineProfile(
+    engine="llamacpp",
+    port=PORT,
+    health_path="/health",
+    metrics_path="/metrics",
+    args=args,
+    probe=curl_health_probe(PORT, "/health"),
+    aliases={
+        "-m": "--model",
+        "-hf": "--hf-repo",
+        "-hff": "--hf-file",
+        "-a": "--alias",
+        "-np": "--parallel",
+        "-c": "--ctx-size",
+        "-ngl": "--n-gpu-layers",
+        "--gpu-layers": "--n-gpu-layers",
+    },
+    fields={
+        **COMMON_FIELDS,
+        "--model": "spec.model.file",
+        "--hf-repo": "spec.model.name",
+        "--hf-file": "spec.model.file",
+        "--alias": "spec.model.servedName",
+        "--parallel": "spec.proxy.maxConcurrency",
+        "--ctx-size": "spec.maxModelLen",
+        "--n-gpu-layers": "spec.gpus",
+    },
+    startup_budget_seconds=1800,
+)

@@ -1,0 +1,31 @@
+"""Helpers shared by the tests: paths, a valid base document, and parsing shortcuts."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Final
+
+from llmserve.api import LLMService, parse_llmservice
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+DATA: Final = ROOT / "tests" / "data"
+REFERENCE: Final = ROOT.parent / "shared" / "reference"
+
+
+def document(spec: dict[str, Any] | None = None, name: str = "llama-8b", **meta: Any) -> dict[str, Any]:
+    """A valid LLMService document; `spec` keys replace the base spec's."""
+    base: dict[str, Any] = {
+        "apiVersion": "llmserve.io/v1alpha1",
+        "kind": "LLMService",
+        "metadata": {"name": name, **meta},
+        "spec": {"model": {"name": "meta-llama/Llama-3.1-8B-Instruct"}},
+    }
+    if spec:
+        base["spec"].update(copy.deepcopy(spec))
+    return base
+
+
+def service(spec: dict[str, Any] | None = None, **meta: Any) -> LLMService:
+    """A parsed LLMService."""
+    return parse_llmservice(document(spec, **meta))
