@@ -20,14 +20,14 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)  ## create .venv and install llmserve with its dev extra (only when needed)
 
 lint: $(STAMP)  ## ruff, mypy --strict, import-linter contracts
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests tools
+	$(BIN)/ruff format --check operator tests tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 format: $(STAMP)  ## fix what ruff can fix
-	$(BIN)/ruff check --fix operator tests
-	$(BIN)/ruff format operator tests
+	$(BIN)/ruff check --fix operator tests tools
+	$(BIN)/ruff format operator tests tools
 
 unit: $(STAMP)  ## the unit tests only
 	$(BIN)/pytest -n 2

@@ -13,7 +13,9 @@ DATA: Final = ROOT / "tests" / "data"
 REFERENCE: Final = ROOT.parent / "shared" / "reference"
 
 
-def document(spec: dict[str, Any] | None = None, name: str = "llama-8b", **meta: Any) -> dict[str, Any]:
+def document(
+    spec: dict[str, Any] | None = None, name: str = "llama-8b", **meta: Any
+) -> dict[str, Any]:
     """A valid LLMService document; `spec` keys replace the base spec's."""
     base: dict[str, Any] = {
         "apiVersion": "llmserve.io/v1alpha1",

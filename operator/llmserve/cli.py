@@ -1,4 +1,4 @@
-"""The `llmserve` command: render, crd and fit (the operator, proxy, simulator and downloader follow).
+"""The `llmserve` command: render, crd and fit (operator, proxy, simulator, downloader to come).
 
 Every sub-command prints its result on stdout and one clear message on stderr when something is
 wrong, with exit status 1 and never a traceback for bad input.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,7 +17,14 @@ from typing import Any, Final, TextIO
 import yaml
 
 from llmserve import __version__, render
-from llmserve.api import ENGINES, QUANTIZATIONS, InvalidSpec, LLMService, parse_llmservice, parse_many
+from llmserve.api import (
+    ENGINES,
+    QUANTIZATIONS,
+    InvalidSpec,
+    LLMService,
+    parse_llmservice,
+    parse_many,
+)
 from llmserve.api import crd as crd_module
 from llmserve.api import fit as fit_module
 from llmserve.api.config import OperatorConfig
@@ -34,8 +42,17 @@ class _BlockDumper(yaml.SafeDumper):
     """YAML with multi-line strings as `|` blocks, so scripts in manifests stay readable."""
 
 
+# kubectl reads YAML 1.1 with go-yaml, which takes `y`, `on` or `4385e12` (a short commit) for a
+# boolean or a number where PyYAML sees a string; such strings are quoted.
+_AMBIGUOUS = re.compile(
+    r"(?i:y|yes|n|no|on|off|true|false|null|~)|[-+]?[0-9_.]*[0-9][0-9_.]*(?:[eE][-+]?[0-9]+)?"
+)
+
+
 def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
+    if "\n" in value:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    style = "'" if _AMBIGUOUS.fullmatch(value) else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
@@ -124,21 +141,27 @@ def _fit_service(args: argparse.Namespace) -> LLMService:
     )
 
 
+def _available(report: fit_module.FitReport) -> str:
+    return (
+        f"{report.per_gpu_available_gib:.1f} GiB per GPU "
+        f"({report.gpu_memory_gib:g} GiB x {report.memory_fraction:g})"
+    )
+
+
 def _fit_text(service: LLMService, report: fit_module.FitReport) -> str:
     spec = service.spec
     rows = [("model", spec.model.name), ("engine", f"{spec.engine}, quantization {spec.quant}")]
     if report.verdict != "skipped":
         rows += [
-            ("parameters", f"{report.parameters_billions:g}B x {report.bytes_per_parameter:g} bytes"),
+            (
+                "parameters",
+                f"{report.parameters_billions:g}B x {report.bytes_per_parameter:g} bytes",
+            ),
             ("weights", f"{report.weights_gib:.1f} GiB"),
             ("KV cache", f"{report.kv_cache_gib:.1f} GiB ({report.context_tokens} tokens)"),
             ("overhead", f"{report.overhead_gib:.1f} GiB (activations, CUDA context)"),
             ("per-GPU need", f"{report.per_gpu_need_gib:.1f} GiB on {report.gpus} GPU(s)"),
-            (
-                "available",
-                f"{report.per_gpu_available_gib:.1f} GiB per GPU "
-                f"({report.gpu_memory_gib:g} GiB x {report.memory_fraction:g})",
-            ),
+            ("available", _available(report)),
         ]
     rows.append(("verdict", f"{report.verdict.replace('-', ' ')}: {report.reason}"))
     rows += [("note", note) for note in report.notes]
@@ -151,7 +174,9 @@ def cmd_fit(args: argparse.Namespace, out: TextIO, _: TextIO) -> int:
     config = _config(args.config)
     report = fit_module.check(fit_module.input_for(service.spec, config.default_gpu_memory_gib))
     if args.output == "json":
-        out.write(json.dumps({"model": service.spec.model.name, **report.as_dict()}, indent=2) + "\n")
+        out.write(
+            json.dumps({"model": service.spec.model.name, **report.as_dict()}, indent=2) + "\n"
+        )
     else:
         out.write(_fit_text(service, report))
     return EXIT_DOES_NOT_FIT if report.verdict == "does-not-fit" else EXIT_OK
@@ -166,7 +191,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"llmserve {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    config_help = "operator settings file (YAML: images, defaultGpuMemoryGiB, ...); defaults if unset"
+    config_help = (
+        "operator settings file (YAML: images, defaultGpuMemoryGiB, ...); defaults if unset"
+    )
 
     p = sub.add_parser(
         "render",
@@ -183,7 +210,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "crd",
         help="print the LLMService CustomResourceDefinition",
-        description="Print the CRD (install it with: llmserve crd | kubectl apply --server-side -f -).",
+        description="Print the CRD that defines LLMService, generated from llmserve's own models.",
+        epilog="Example: llmserve crd | kubectl apply --server-side -f -",
     )
     p.set_defaults(handler=cmd_crd)
 
@@ -191,8 +219,8 @@ def _parser() -> argparse.ArgumentParser:
         "fit",
         help="estimate whether a model fits its GPUs",
         description="Estimate GPU memory per replica (weights, KV cache, overhead) and compare it "
-        "with what the GPUs offer. Reads an LLMService with -f, or the flags below. Exits 0 when it "
-        "fits or cannot tell, 1 when it does not fit.",
+        "with what the GPUs offer. Reads an LLMService with -f, or the flags below. Exits 0 "
+        "when it fits or cannot tell, 1 when it does not fit.",
         epilog="Example: llmserve fit --model meta-llama/Llama-3.1-70B-Instruct --gpus 1 "
         "--gpu-memory-gib 80",
     )

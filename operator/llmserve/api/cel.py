@@ -12,6 +12,8 @@ from types import MappingProxyType
 from typing import Any, Final
 
 import celpy
+from celpy.adapter import json_to_cel
+from celpy.evaluation import CELEvalError
 
 from llmserve.api.engines import dropped_quantization_rules
 from llmserve.api.errors import Problem
@@ -43,7 +45,7 @@ def _at(document: dict[str, Any], path: str) -> Any:  # noqa: ANN401 - JSON valu
 def _holds(rule: CelRule, activation: dict[str, Any]) -> bool:
     try:
         result = _program(rule.rule).evaluate(activation)
-    except celpy.CELEvalError:
+    except CELEvalError:
         return False  # the API server, too, rejects an object on which a rule fails to evaluate
     return isinstance(result, celpy.celtypes.BoolType) and bool(result)
 
@@ -59,7 +61,7 @@ def check(document: dict[str, Any]) -> list[Problem]:
         target = _at(document, path)
         if target is None:
             continue
-        activation = {"self": celpy.json_to_cel(target)}
+        activation = {"self": json_to_cel(target)}
         for rule in rules:
             if not _holds(rule, activation):
                 where = ".".join(filter(None, [path, (rule.field_path or "").lstrip(".")]))

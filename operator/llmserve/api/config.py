@@ -1,6 +1,7 @@
 """Operator settings that rendering depends on: images, defaults for GPU memory and the cache.
 
-One typed document (the chart will mount it as a ConfigMap file), validated at start. Every field has
+One typed document (the chart will mount it as a ConfigMap file), validated at start. Every field
+has
 a default so `llmserve render` works offline with no settings at all.
 """
 
@@ -25,9 +26,7 @@ DEFAULT_IMAGES: Final = MappingProxyType[Engine, str](
         "ollama": "ollama/ollama:latest",
     }
 )
-CPU_IMAGES: Final = MappingProxyType[Engine, str](
-    {"llamacpp": "ghcr.io/ggml-org/llama.cpp:server"}
-)
+CPU_IMAGES: Final = MappingProxyType[Engine, str]({"llamacpp": "ghcr.io/ggml-org/llama.cpp:server"})
 """Images for `gpus: 0`, where the engine ships a separate CPU build."""
 
 
@@ -48,9 +47,9 @@ class OperatorConfig(BaseModel):
     """Engine image by engine for CPU-only replicas (`gpus: 0`), where the engine has one."""
     operator_image: str = f"ghcr.io/llmserve/llmserve:{__version__}"
     """Image with the `llmserve` command: runs the proxy sidecar and the model download Job."""
-    default_gpu_memory_gib: int | None = None
+    default_gpu_memory_gib: int | None = Field(default=None, alias="defaultGpuMemoryGiB")
     """GPU memory assumed when neither the spec nor node labels tell; None skips the fit check."""
-    default_cache_size_gib: int = 50
+    default_cache_size_gib: int = Field(default=50, alias="defaultCacheSizeGiB")
     """Model-cache size when the model's size is unknown."""
 
     def image_for(self, engine: Engine, gpus: int) -> str:

@@ -61,6 +61,28 @@ def _constraints(metadata: list[Any]) -> dict[str, Any]:
     return out
 
 
+def _union_schema(annotation: Any, metadata: list[Any]) -> dict[str, Any]:  # noqa: ANN401
+    """`X | None` is X (absent when None); `int | str` is a quantity; other unions are refused."""
+    members = [a for a in get_args(annotation) if a is not type(None)]
+    if len(members) == 1:
+        return schema_of(members[0], metadata)
+    if set(members) == {int, str}:
+        return dict(_INT_OR_STRING)
+    raise TypeError(f"no structural schema for {annotation}")
+
+
+def _container_schema(annotation: Any) -> dict[str, Any]:  # noqa: ANN401 - typing objects
+    """Lists, maps (free-form for `dict[str, Any]`) and enums."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return {"type": "string", "enum": list(args)}
+    if origin is list:
+        return {"type": "array", "items": schema_of(args[0])}
+    if args[1] is Any:
+        return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    return {"type": "object", "additionalProperties": schema_of(args[1])}
+
+
 def schema_of(annotation: Any, metadata: list[Any] | None = None) -> dict[str, Any]:  # noqa: ANN401
     """The structural OpenAPI schema of a Python type annotation."""
     extra = list(metadata or [])
@@ -69,22 +91,9 @@ def schema_of(annotation: Any, metadata: list[Any] | None = None) -> dict[str, A
         inner, *more = get_args(annotation)
         return schema_of(inner, extra + more)
     if origin in (Union, types.UnionType):
-        members = [a for a in get_args(annotation) if a is not type(None)]
-        if len(members) == 1:
-            return schema_of(members[0], extra)
-        if set(members) == {int, str}:
-            return dict(_INT_OR_STRING)
-        raise TypeError(f"no structural schema for {annotation}")
-    if origin is Literal:
-        values = list(get_args(annotation))
-        return {"type": "string", "enum": values}
-    if origin is list:
-        return {"type": "array", "items": schema_of(get_args(annotation)[0])}
-    if origin is dict:
-        value = get_args(annotation)[1]
-        if value is Any:
-            return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-        return {"type": "object", "additionalProperties": schema_of(value)}
+        return _union_schema(annotation, extra)
+    if origin in (Literal, list, dict):
+        return _container_schema(annotation)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return object_schema(annotation)
     if annotation in _SCALARS:
@@ -93,11 +102,16 @@ def schema_of(annotation: Any, metadata: list[Any] | None = None) -> dict[str, A
 
 
 def _default(info: FieldInfo) -> Any:  # noqa: ANN401 - any JSON value
-    """The field's default as JSON, `{}` for nested models (so their own defaults apply), else None."""
+    """The field's default as JSON, or None for no default.
+
+    A nested model defaults to its own defaults written out in full: the API server validates a
+    default against the schema's CEL rules without defaulting inside it, so `{}` would fail a rule
+    that reads `self.enabled`.
+    """
     if info.default_factory is not None:
         value = info.default_factory()  # type: ignore[call-arg]
         if isinstance(value, BaseModel):
-            return {}
+            return value.model_dump(by_alias=True, exclude_none=True, mode="json")
         return value or None  # empty lists and maps are left out rather than defaulted
     if info.default is PydanticUndefined or info.default is None:
         return None
@@ -156,7 +170,9 @@ def build() -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
-            "metadata": {"type": "object"},
+            # `name` is declared so the name rules' fieldPath `.metadata.name` resolves: the API
+            # server rejects a fieldPath that does not name a property of the schema.
+            "metadata": {"type": "object", "properties": {"name": {"type": "string"}}},
             "spec": object_schema(LLMServiceSpec),
             "status": object_schema(LLMServiceStatus),
         },

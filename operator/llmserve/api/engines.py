@@ -1,6 +1,7 @@
 """Facts about each serving engine that validation and the fit check need (ENGINES.md §1, §7, §8).
 
-How an engine is rendered (image, flags, probes) lives in `llmserve.render.engines`; this module holds
+How an engine is rendered (image, flags, probes) lives in `llmserve.render.engines`; this module
+holds
 only what the API layer must know to accept or reject a spec. One row per engine, no if-chains.
 """
 
@@ -25,7 +26,8 @@ class EngineFacts:
     """Share of each GPU's memory the engine may use for weights and KV cache (rendered where the
     engine has a flag for it, so the fit check and the engine agree)."""
     batch_size: int
-    """Requests the engine runs at once by default; the proxy's and autoscaler's default capacity."""
+    """Requests the engine runs at once by default; the proxy's and autoscaler's default
+    capacity."""
     unsupported_hint: str = ""
     """What to use instead of a quantization this engine dropped; part of the validation message."""
 

@@ -1,6 +1,7 @@
 """Validation problems and the one exception that carries them.
 
-A `Problem` names the field (as a YAML path such as `spec.autoscaling.minReplicas`) and says how to fix
+A `Problem` names the field (as a YAML path such as `spec.autoscaling.minReplicas`) and says how to
+fix
 it. `InvalidSpec` collects every problem of one document so a user fixes them in one pass.
 """
 

@@ -1,9 +1,11 @@
-"""The VRAM fit check: does the model, with KV cache and runtime headroom, fit the GPUs it asks for?
+"""The VRAM fit check: do the weights, KV cache and runtime headroom fit the GPUs asked for.
 
-The rule of thumb is ENGINES.md §8: weights = parameters x bytes per parameter, split over the tensor
+The rule of thumb is ENGINES.md §8: weights = parameters x bytes per parameter, split over the
+tensor
 parallel GPUs; on top, activations and CUDA graphs (about 10 % of the weights), the CUDA context and
 allocator slack (3 GiB per GPU, the worked example's "about 3 GB"), and the KV cache of at least one
-full-length sequence, since vLLM refuses to start when a single max-length sequence does not fit. The
+full-length sequence, since vLLM refuses to start when a single max-length sequence does not fit.
+The
 sum per GPU must fit in the GPU's memory times the engine's memory fraction. It is an estimate: it
 errs on the safe side and says how it got its numbers.
 """
@@ -23,7 +25,8 @@ GIB: Final = 2**30
 RUNTIME_OVERHEAD_GIB: Final = 3.0
 ACTIVATION_SHARE: Final = 0.10
 DEFAULT_CONTEXT_TOKENS: Final = 8192
-"""Tokens of KV cache reserved when maxModelLen is unset: a floor, as current models have at least 8k
+"""Tokens of KV cache reserved when maxModelLen is unset: a floor, as current models have at least
+8k
 context (the engine itself takes the model's full context length unless told otherwise)."""
 
 BYTES_PER_PARAMETER: Final = MappingProxyType[Quantization, float](
@@ -64,13 +67,17 @@ others are placed between them by their nominal bits per weight (llama.cpp's qua
 
 # Tags in file names are delimited by '-', '.', or '_' boundaries: `Llama-3.1-8B-Q4_K_M.gguf`.
 _GGUF_TAG = re.compile(
-    r"(?<![A-Za-z0-9])(" + "|".join(sorted(GGUF_BYTES_PER_PARAMETER, key=len, reverse=True))
+    r"(?<![A-Za-z0-9])("
+    + "|".join(sorted(GGUF_BYTES_PER_PARAMETER, key=len, reverse=True))
     + r")(?![A-Za-z0-9])",
     re.IGNORECASE,
 )
-# `70B`, `8b`, `0.5B`, `1.5B`; not the `3B` of `A3B` (active parameters of a MoE) nor `3.1` versions.
+# `70B`, `8b`, `0.5B`, `1.5B`; not the `3B` of `A3B` (active parameters of a MoE) nor `3.1`
+# versions.
 _SIZE = re.compile(r"(?<![A-Za-z0-9.])(\d+(?:\.\d+)?)[bB](?![A-Za-z0-9])")
 _MOE_SIZE = re.compile(r"(?<![A-Za-z0-9.])(\d+)x(\d+(?:\.\d+)?)[bB](?![A-Za-z0-9])")
+# `Llama-4-Scout-17B-16E`: the size is the active parameters of one of 16 experts, not the total.
+_EXPERT_COUNT = re.compile(r"(?<![A-Za-z0-9.])\d+[bB]-\d+E(?![A-Za-z0-9])")
 _MILLIONS = re.compile(r"(?<![A-Za-z0-9.])(\d+(?:\.\d+)?)[mM](?![A-Za-z0-9])")
 
 
@@ -78,10 +85,14 @@ def infer_parameters_billions(repo_id: str) -> float | None:
     """Parameter count in billions read from a repo id, or None when it does not say.
 
     `meta-llama/Llama-3.1-70B-Instruct` -> 70, `Qwen/Qwen2.5-0.5B` -> 0.5, `bigscience/bloom-560m`
-    -> 0.56, `mistralai/Mixtral-8x7B-v0.1` -> 56 (experts x size: an upper bound, since experts share
-    the attention weights). With several sizes in the id the largest wins, to err on the safe side.
+    -> 0.56, `mistralai/Mixtral-8x7B-v0.1` -> 56 (experts x size: an upper bound, since experts
+    share
+    the attention weights), `meta-llama/Llama-4-Scout-17B-16E` -> None (17B is one expert's active
+    size). With several sizes in the id the largest wins, to err on the safe side.
     """
     name = repo_id.rsplit("/", 1)[-1]
+    if _EXPERT_COUNT.search(name):
+        return None  # the total is not in the name: the check says so and asks for it
     moe = [int(n) * float(size) for n, size in _MOE_SIZE.findall(name)]
     dense = [float(size) for size in _SIZE.findall(_MOE_SIZE.sub("", name))]
     if moe or dense:
@@ -102,7 +113,8 @@ def kv_bytes_per_token(parameters_billions: float) -> float:
     """KV-cache bytes per token with a BF16 cache, estimated from the model size.
 
     Grouped-query attention makes the KV cache grow about with the square root of the size:
-    48 KiB x sqrt(B) gives 136 KiB for 8B (Llama-3.1-8B: 128 KiB) and 400 KiB for 70B (Llama-3.1-70B:
+    48 KiB x sqrt(B) gives 136 KiB for 8B (Llama-3.1-8B: 128 KiB) and 400 KiB for 70B
+    (Llama-3.1-70B:
     320 KiB), a little above the real models, as a fit check should be.
     """
     return 48 * 1024 * math.sqrt(parameters_billions)
@@ -171,15 +183,13 @@ def check(fit: FitInput) -> FitReport:
     bpp = bytes_per_parameter(fit.quantization, fit.gguf_file)
     missing = []
     if fit.parameters_billions is None:
-        missing.append("the parameter count (set spec.model.parametersBillions)")
+        missing.append("parameter count unknown (set spec.model.parametersBillions)")
     if fit.gpu_memory_gib is None:
-        missing.append("the GPU memory (set spec.gpuMemoryGiB)")
+        missing.append("GPU memory unknown (set spec.gpuMemoryGiB)")
     if bpp is None:
-        missing.append("the GGUF quant type (name it in spec.model.file, e.g. '*-Q4_K_M.gguf')")
+        missing.append("GGUF quant type unknown (name it in spec.model.file, e.g. '*-Q4_K_M.gguf')")
     if fit.parameters_billions is None or fit.gpu_memory_gib is None or bpp is None:
-        return FitReport(
-            "skipped", "VRAM fit check skipped: unknown " + " and ".join(missing), gpus=fit.gpus
-        )
+        return FitReport("skipped", "VRAM fit check skipped: " + "; ".join(missing), gpus=fit.gpus)
     params, memory = fit.parameters_billions, fit.gpu_memory_gib
     context = fit.max_model_len or DEFAULT_CONTEXT_TOKENS
     weights, kv, overhead, need = _need_per_gpu(params, bpp, fit.gpus, context)
@@ -228,11 +238,17 @@ def _suggest(fit: FitInput, params: float, bpp: float, context: int, have: float
     supported = FACTS[fit.engine].quantizations
     for quant in _SMALLER_FIRST:
         smaller = BYTES_PER_PARAMETER[quant] < bpp and quant in supported
-        if smaller and _need_per_gpu(params, BYTES_PER_PARAMETER[quant], fit.gpus, context)[3] <= have:
+        if (
+            smaller
+            and _need_per_gpu(params, BYTES_PER_PARAMETER[quant], fit.gpus, context)[3] <= have
+        ):
             options.append(f"quantization: {quant}")
             break
-    if fit.quantization == "gguf":
+    if fit.quantization == "gguf" and bpp > GGUF_BYTES_PER_PARAMETER["Q4_K_M"]:
         options.append("a smaller GGUF file (e.g. Q4_K_M)")
+    shorter = _need_per_gpu(params, bpp, fit.gpus, DEFAULT_CONTEXT_TOKENS)[3]
+    if context > DEFAULT_CONTEXT_TOKENS and shorter <= have:
+        options.append(f"maxModelLen: {DEFAULT_CONTEXT_TOKENS}")
     if not options:
         return "use a GPU with more memory or a smaller model"
     return "use " + " or ".join(options)
@@ -242,7 +258,10 @@ def input_for(spec: LLMServiceSpec, default_gpu_memory_gib: float | None) -> Fit
     """The fit check's input for a spec; GPU memory from the spec, else the operator's default."""
     params, source = spec.model.parameters_billions, "spec.model.parametersBillions"
     if params is None:
-        params, source = infer_parameters_billions(spec.model.name), f"the repo id {spec.model.name}"
+        params, source = (
+            infer_parameters_billions(spec.model.name),
+            f"the repo id {spec.model.name}",
+        )
     return FitInput(
         engine=spec.engine,
         quantization=spec.quant,
@@ -253,4 +272,3 @@ def input_for(spec: LLMServiceSpec, default_gpu_memory_gib: float | None) -> Fit
         max_model_len=spec.max_model_len,
         gguf_file=spec.model.file,
     )
-

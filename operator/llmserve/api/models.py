@@ -1,7 +1,8 @@
-"""Pydantic models of the LLMService resource (`llmserve.io/v1alpha1`), as in docs/ARCHITECTURE.md §3.
+"""Pydantic models of the LLMService resource (`llmserve.io/v1alpha1`), ARCHITECTURE.md §3.
 
 Field names are snake_case in Python and camelCase in YAML. Attribute docstrings become the field
-descriptions of the CRD, so they are written for users. Unknown fields are errors (`extra="forbid"`);
+descriptions of the CRD, so they are written for users. Unknown fields are errors
+(`extra="forbid"`);
 `llmserve.api.parse` turns pydantic's errors into messages that name the field and suggest the fix.
 Rules that involve several fields and that the API server can check alone are CEL rules, attached
 here as `CEL_RULES` next to the fields they read; `llmserve.api.cel` gathers them for the CRD and
@@ -21,7 +22,7 @@ KIND: Final = "LLMService"
 PLURAL: Final = "llmservices"
 SINGULAR: Final = "llmservice"
 SHORT_NAMES: Final = ("llms",)
-API_VERSION: Final = f"{GROUP}/{VERSION}"
+API_VERSION: Final = "llmserve.io/v1alpha1"
 
 Engine = Literal["vllm", "tgi", "sglang", "llamacpp", "ollama"]
 Quantization = Literal["none", "awq", "gptq", "fp8", "bitsandbytes", "gguf"]
@@ -46,7 +47,8 @@ class CelRule(BaseModel):
     rule: str
     message: str
     field_path: str | None = None
-    """Relative path (`.quantization`) of the field the message is about; the API server reports it."""
+    """Relative path (`.quantization`) of the field the message is about; the API server reports
+    it."""
 
 
 class _Model(BaseModel):
@@ -89,11 +91,13 @@ class ModelSource(_Model):
     revision: NonEmpty = "main"
     """Branch, tag or commit of the repo; part of the cache key."""
     file: NonEmpty | None = None
-    """GGUF file (or glob) inside the repo, e.g. `*-Q4_K_M.gguf`; required for llamacpp and ollama."""
+    """GGUF file (or glob) inside the repo, e.g. `*-Q4_K_M.gguf`; required for llamacpp and
+    ollama."""
     served_name: NonEmpty | None = None
     """The `model` value clients send; defaults to the LLMService's name."""
     parameters_billions: Annotated[float, Field(gt=0)] | None = None
-    """Parameter count in billions, for the VRAM fit check; inferred from the repo id when absent."""
+    """Parameter count in billions, for the VRAM fit check; inferred from the repo id when
+    absent."""
     token_secret_ref: TokenSecretRef | None = None
     """Secret with a Hugging Face token, for gated or private repos."""
 
@@ -115,15 +119,18 @@ class Autoscaling(_Model):
     )
 
     enabled: bool = False
-    """When true the operator owns `spec.replicas` and moves it between minReplicas and maxReplicas."""
+    """When true the operator owns `spec.replicas` and moves it between minReplicas and
+    maxReplicas."""
     min_replicas: Annotated[int, Field(ge=1)] = 1
     """Fewest replicas (at least 1: scale to zero needs the gateway, not built yet)."""
     max_replicas: Annotated[int, Field(ge=1)] | None = None
     """Most replicas; required when enabled."""
     target_queue_per_replica: Annotated[int, Field(ge=1)] | None = None
-    """Requests (running + waiting) one replica should carry; defaults from the engine's batch size."""
+    """Requests (running + waiting) one replica should carry; defaults from the engine's batch
+    size."""
     scale_up_stabilization_seconds: Annotated[int, Field(ge=0)] | None = None
-    """How long a higher recommendation must hold before scaling up; the policy's default when unset."""
+    """How long a higher recommendation must hold before scaling up; the policy's default when
+    unset."""
     scale_down_delay_seconds: Annotated[int, Field(ge=0)] = 300
     """How long load must stay low before removing a replica."""
     gpu_utilization_guard: Annotated[int, Field(ge=1, le=100)] | None = None
@@ -140,7 +147,8 @@ class Cache(_Model):
     storage_class_name: NonEmpty | None = None
     """StorageClass of the PersistentVolumeClaim; the cluster default when unset."""
     access_mode: AccessMode = "ReadWriteOnce"
-    """Access mode of the PersistentVolumeClaim; ReadWriteMany lets replicas on many nodes share it."""
+    """Access mode of the PersistentVolumeClaim; ReadWriteMany lets replicas on many nodes share
+    it."""
 
 
 class Proxy(_Model):
@@ -159,7 +167,7 @@ class Proxy(_Model):
 
 
 class Resources(_Model):
-    """Compute resources of the engine container; `nvidia.com/gpu` is always set from `spec.gpus`."""
+    """Compute resources of the engine container; `nvidia.com/gpu` always comes from spec.gpus."""
 
     limits: dict[str, Quantity] = Field(default_factory=dict)
     """Limits, e.g. `memory: 64Gi`."""
@@ -234,14 +242,17 @@ class LLMServiceSpec(_Model):
     model: ModelSource
     """The model to serve."""
     engine: Engine = "vllm"
-    """Serving engine: vllm (default), tgi (maintenance mode upstream), sglang, llamacpp or ollama."""
+    """Serving engine: vllm (default), tgi (maintenance mode upstream), sglang, llamacpp or
+    ollama."""
     quantization: Quantization | None = None
-    """Weight format: none, awq, gptq, fp8, bitsandbytes or gguf; gguf for llamacpp/ollama, else none."""
+    """Weight format: none, awq, gptq, fp8, bitsandbytes or gguf; gguf for llamacpp/ollama, else
+    none."""
     gpus: Annotated[int, Field(ge=0)] = 1
     """GPUs per replica: the nvidia.com/gpu request and limit, and the tensor-parallel size; 0 (CPU)
     only for llamacpp and ollama."""
     gpu_memory_gib: Annotated[int, Field(ge=1)] | None = Field(default=None, alias="gpuMemoryGiB")
-    """Memory of one GPU in GiB, for the fit check; else from node labels or the operator default."""
+    """Memory of one GPU in GiB, for the fit check; else from node labels or the operator
+    default."""
     max_model_len: Annotated[int, Field(ge=1)] | None = None
     """Context length passed to the engine; the model's own when unset."""
     replicas: Annotated[int, Field(ge=0)] = 1
@@ -341,7 +352,8 @@ class ObjectMeta(BaseModel):
 
 
 NAME_MAX_LENGTH: Final = 48
-"""Longest metadata.name: the download Job is `<name>-model-download` and Job names feed a 63-character
+"""Longest metadata.name: the download Job is `<name>-model-download` and Job names feed a
+63-character
 label (`job-name`)."""
 
 NAME_RULES: Final = (
@@ -365,7 +377,8 @@ NAME_RULES: Final = (
         field_path=".metadata.name",
     ),
 )
-"""Rules on the name, checked by the API server at the root of the CRD schema and offline by rules."""
+"""Rules on the name, checked by the API server at the root of the CRD schema and offline by
+rules."""
 
 
 class LLMService(BaseModel):
@@ -374,8 +387,8 @@ class LLMService(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, strict=True
     )
-    api_version: Literal["llmserve.io/v1alpha1"] = API_VERSION
-    kind: Literal["LLMService"] = KIND
+    api_version: Literal["llmserve.io/v1alpha1"] = "llmserve.io/v1alpha1"
+    kind: Literal["LLMService"] = "LLMService"
     metadata: ObjectMeta
     spec: LLMServiceSpec
     status: LLMServiceStatus | None = None

@@ -36,13 +36,23 @@ def parse_llmservice(document: object, *, source: str = "document") -> LLMServic
     if problems:
         raise InvalidSpec(resource, problems)
     try:
-        service = LLMService.model_validate(dict(document))
+        # By alias only: the API server knows `maxModelLen`, not `max_model_len`.
+        service = LLMService.model_validate(_prune_nulls(document), by_alias=True, by_name=False)
     except ValidationError as error:
         raise InvalidSpec(resource, _problems_from(error)) from None
     problems = cel.check(service.model_dump(by_alias=True, exclude_none=True, mode="json"))
     if problems:
         raise InvalidSpec(resource, problems)
     return service
+
+
+def _prune_nulls(value: Any) -> Any:  # noqa: ANN401 - any decoded YAML value
+    """Drop null map values, as the API server prunes them before defaulting (`gpus: null` -> 1)."""
+    if isinstance(value, Mapping):
+        return {k: _prune_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_prune_nulls(v) for v in value]
+    return value
 
 
 def parse_many(text: str, *, source: str = "document") -> Iterator[LLMService]:
@@ -118,7 +128,7 @@ def _unwrap(annotation: Any) -> Any:  # noqa: ANN401 - typing objects
 
 
 def _walk(loc: tuple[int | str, ...]) -> tuple[str, type[BaseModel] | None, str]:
-    """YAML path of a pydantic error location, the model holding its last field, and the unknown key.
+    """YAML path of a pydantic error location, the model of its last field, and that field's key.
 
     Location parts that are not fields, list indexes or map keys (pydantic's union member tags such
     as `int` and `str`) end the walk.
@@ -164,7 +174,9 @@ def _message(detail: ErrorDetails, parent: type[BaseModel] | None, key: str) -> 
     if kind == "missing":
         return "is required; add it"
     if kind == "literal_error":
-        allowed = [a.strip(" '") for a in str(ctx.get("expected", "")).replace(" or ", ", ").split(",")]
+        allowed = [
+            a.strip(" '") for a in str(ctx.get("expected", "")).replace(" or ", ", ").split(",")
+        ]
         hint = _suggest(str(value), allowed) if isinstance(value, str) else ""
         return f"must be one of {', '.join(allowed)}; got {value!r}{hint}"
     bounds = {
@@ -203,4 +215,3 @@ def _type_message(kind: str, value: object, fallback: str) -> str:
 
 def _union_message(detail: ErrorDetails) -> str:
     return f"must be an integer or a string such as 16Gi; got {detail.get('input')!r}"
-

@@ -50,24 +50,26 @@ def claim(service: LLMService, config: OperatorConfig) -> dict[str, Any]:
 
 
 def fetch_args(service: LLMService) -> list[str]:
-    """`llmserve fetch-model` arguments: what to download, where, and for GGUF which file to link."""
+    """`llmserve fetch-model` arguments: what to download, where to, which GGUF file to link."""
     model = service.spec.model
     args = ["fetch-model", "--repo", model.name, "--revision", model.revision]
-    args += ["--cache-dir", HF_HOME]
+    args += ["--hf-home", HF_HOME]
     if model.file:
         args += ["--include", model.file, "--link", GGUF_PATH]
     return args
 
 
 def download_job(service: LLMService, config: OperatorConfig) -> dict[str, Any]:
-    """The Job `<name>-model-download`, placed like the engine pods so a node-local volume lands
-    where the engines will run."""
+    """The Job `<name>-model-download`.
+
+    It is placed like the engine pods, so a node-local volume lands where the engines will run.
+    """
     annotations = {meta.CACHE_KEY: meta.cache_key(service)}
-    env = [{"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"}]
+    env: list[dict[str, Any]] = [{"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"}]
     token = service.spec.model.token_secret_ref
     if token:
         secret = {"secretKeyRef": {"name": token.name, "key": token.key}}
-        env.insert(0, {"name": "HF_TOKEN", "valueFrom": secret})
+        env.append({"name": "HF_TOKEN", "valueFrom": secret})
     container = {
         "name": "fetch-model",
         "image": config.operator_image,

@@ -28,10 +28,21 @@ def service_manifest(service: LLMService) -> dict[str, Any]:
 
 
 def validate_engine_args(service: LLMService) -> list[Problem]:
-    """engineArgs must not set a flag llmserve renders: the engine would take the last one given,
-    and a wrong port, host or parallelism breaks the pod in ways that are hard to see."""
+    """Problems with spec.engineArgs: flags that llmserve owns, or arguments an engine ignores.
+
+    The engine would take the last of two flags given, and a wrong port, host, parallelism or
+    quantization breaks the pod or dodges the checks.
+    """
     profile = PROFILES[service.spec.engine]
-    rendered = {
+    if service.spec.engine_args and not profile.takes_args:
+        return [
+            Problem(
+                "spec.engineArgs",
+                f"engine {service.spec.engine} takes no arguments, only environment variables; "
+                f"move the settings to spec.env (e.g. {profile.env_example})",
+            )
+        ]
+    owned = set(profile.fields) | {
         profile.canonical(token)
         for token in profile.args(workload.engine_inputs(service))
         if token.startswith("-")
@@ -39,7 +50,7 @@ def validate_engine_args(service: LLMService) -> list[Problem]:
     problems = []
     for index, token in enumerate(service.spec.engine_args):
         flag = profile.canonical(token)
-        if token.startswith("-") and flag in rendered:
+        if token.startswith("-") and flag in owned:
             instead = profile.fields.get(flag, "the matching spec field")
             problems.append(
                 Problem(

@@ -10,7 +10,8 @@ from llmserve.api.models import API_VERSION, KIND, LLMService
 
 ANNOTATION_PREFIX: Final = "llmserve.io"
 SPEC_HASH: Final = f"{ANNOTATION_PREFIX}/spec-hash"
-"""Hash of the child as rendered (without this annotation): the reconciler patches only on change."""
+"""Hash of the child as rendered (without this annotation): the reconciler patches only on
+change."""
 CACHE_KEY: Final = f"{ANNOTATION_PREFIX}/cache-key"
 """Hash of model, revision, file and quantization: a new key means a new download."""
 MODEL_ANNOTATION: Final = f"{ANNOTATION_PREFIX}/model"
@@ -73,7 +74,7 @@ def owner_references(service: LLMService) -> list[dict[str, Any]]:
 def metadata(
     service: LLMService, name: str, component: str, annotations: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """metadata of a child: name, namespace (when known), labels, annotations, owner reference."""
+    """The metadata of a child: name, namespace (if known), labels, annotations, owner reference."""
     meta: dict[str, Any] = {"name": name}
     if service.metadata.namespace:
         meta["namespace"] = service.metadata.namespace

@@ -1,6 +1,7 @@
 """The engine Deployment: one pod template with the `engine` and `proxy` containers.
 
-The engine listens on loopback only; the proxy (port `http`, 8080) is the pod's one door. Pods run as
+The engine listens on loopback only; the proxy (port `http`, 8080) is the pod's one door. Pods run
+as
 a non-root UID with no privilege escalation, all capabilities dropped and the RuntimeDefault seccomp
 profile, no service links (ENGINES.md §9, the VLLM_PORT trap) and no API token.
 """
@@ -120,7 +121,7 @@ def engine_container(service: LLMService, config: OperatorConfig) -> dict[str, A
         {"name": HOME_VOLUME, "mountPath": HOME},
     ]
     if service.spec.gpus > 1:
-        mounts.append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
+        mounts.append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})  # noqa: S108 - a mount point
     container: dict[str, Any] = {
         "name": "engine",
         "image": service.spec.image or config.image_for(service.spec.engine, service.spec.gpus),
@@ -199,7 +200,7 @@ def pod_security() -> dict[str, Any]:
 
 
 def placement(service: LLMService) -> dict[str, Any]:
-    """nodeSelector and tolerations from the spec (shared with the download Job)."""
+    """The nodeSelector and tolerations from the spec (shared with the download Job)."""
     placed: dict[str, Any] = {}
     if service.spec.node_selector:
         placed["nodeSelector"] = dict(sorted(service.spec.node_selector.items()))

@@ -1,4 +1,4 @@
-"""What every engine module provides: an `EngineProfile` built from plain data and one args function."""
+"""What every engine module provides: an `EngineProfile` of plain data and an args function."""
 
 from __future__ import annotations
 
@@ -73,6 +73,10 @@ class EngineProfile:
     """The engine's parser accepts `--foo_bar` for `--foo-bar` (vLLM's FlexibleArgumentParser)."""
     startup_budget_seconds: int = 3600
     """How long model loading may take before the pod is restarted."""
+    takes_args: bool = True
+    """False for engines configured by environment only (Ollama): engineArgs are refused."""
+    env_example: str = ""
+    """An environment setting to show users whose engineArgs are refused."""
 
     def canonical(self, token: str) -> str:
         """The flag a user's engineArgs token sets, in the spelling we render."""

@@ -1,9 +1,10 @@
-"""llama.cpp `llama-server` (the image's entrypoint), for GGUF files on GPU or CPU (ENGINES.md §5)."""
+"""llama.cpp `llama-server` (the image's entrypoint), GGUF on GPU or CPU (ENGINES.md §5)."""
 
 from __future__ import annotations
 
 from typing import Final
 
+from llmserve.api.fit import DEFAULT_CONTEXT_TOKENS
 from llmserve.render.engines.base import (
     COMMON_FIELDS,
     GGUF_PATH,
@@ -37,8 +38,9 @@ def args(i: EngineInputs) -> list[str]:
         *opt("--host", LOOPBACK),
         *opt("--port", PORT),
         *opt("--parallel", i.slots),
-        # llama-server splits --ctx-size between its slots.
-        *opt("--ctx-size", None if i.max_model_len is None else i.max_model_len * i.slots),
+        # llama-server splits --ctx-size between its slots; its default (4096) would leave each
+        # slot 1024 tokens. Without maxModelLen each slot gets the fit check's assumed context.
+        *opt("--ctx-size", (i.max_model_len or DEFAULT_CONTEXT_TOKENS) * i.slots),
         *opt("--n-gpu-layers", ALL_LAYERS if i.gpus else 0),
         "--metrics",
     ]

@@ -1,19 +1,27 @@
-"""Ollama (`ollama serve`), configured by environment; it loads a GGUF file as a named model (§6)."""
+"""Ollama (`ollama serve`), configured by environment; a GGUF file becomes a named model."""
 
 from __future__ import annotations
 
 from typing import Final
 
-from llmserve.render.engines.base import CACHE_MOUNT, GGUF_PATH, LOOPBACK, EngineInputs, EngineProfile
+from llmserve.render.engines.base import (
+    CACHE_MOUNT,
+    GGUF_PATH,
+    LOOPBACK,
+    EngineInputs,
+    EngineProfile,
+)
 
 PORT: Final = 11434
 
 # Ollama has no flag for a model file: the server starts, then the GGUF file the download Job cached
 # becomes a model named as clients will ask for it (or, without a cache, is pulled from the Hub by
 # quant tag). Values come from the environment, quoted, so no spec value is ever parsed as shell.
+# The shell is the container's first process: it passes SIGTERM on to the server.
 SCRIPT: Final = """\
 ollama serve &
 server=$!
+trap 'kill -TERM "$server"' TERM INT
 until ollama list >/dev/null 2>&1; do sleep 1; done
 if [ -n "$LLMSERVE_GGUF_PATH" ]; then
   printf 'FROM %s\\n' "$LLMSERVE_GGUF_PATH" > "$HOME/Modelfile"
@@ -61,4 +69,6 @@ PROFILE: Final = EngineProfile(
     env=env,
     probe=("/bin/sh", "-c", 'ollama show "$LLMSERVE_SERVED_NAME" >/dev/null'),
     startup_budget_seconds=1800,
+    takes_args=False,
+    env_example="OLLAMA_FLASH_ATTENTION=1",
 )

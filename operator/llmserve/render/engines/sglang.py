@@ -1,4 +1,4 @@
-"""SGLang 0.5.23 (`python3 -m sglang.launch_server`; the image has no entrypoint) (ENGINES.md §4)."""
+"""SGLang 0.5.23 (`python3 -m sglang.launch_server`: the image has no entrypoint)."""
 
 from __future__ import annotations
 

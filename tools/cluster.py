@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""A local Kubernetes cluster for the demo and the tests: a real control plane run by kwok.
+
+`up` builds the binaries if needed (tools/testbin.py), starts etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler and kwok as local processes (`kwokctl --runtime binary`),
+creates fake GPU nodes, a default StorageClass with a small provisioner that binds pending claims,
+and writes the kubeconfig. `down` stops every process it started, by PID. With `--kind` (or
+CLUSTER=kind in make) it makes a kind cluster instead, for machines that have Docker.
+
+Pod IPs come from 127.1.0.0/16 (each node's spec.podCIDR), so a test may serve
+a pod's address with a local process; any other pod or Service IP of this cluster is fake.
+
+Usage: tools/cluster.py up|down|status [--name NAME] [--workdir DIR] [--nodes N] [--gpus N]
+       [--gpu-product NAME] [--gpu-memory-mib N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import testbin  # a sibling script, not a package
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_WORKDIR = ROOT / ".cluster"
+STORAGE_CLASS = "llmserve-local"
+POD_CIDR_PREFIX = "127.1"
+SERVICE_RANGE = "10.96.0.0/16"  # the kwokctl default /24 holds only ~250 Services
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where one cluster keeps its files."""
+
+    name: str
+    workdir: Path
+
+    @property
+    def kwok_workdir(self) -> Path:
+        """The KWOK_WORKDIR of kwokctl."""
+        return self.workdir / "kwok"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig."""
+        return self.workdir / "kubeconfig"
+
+    @property
+    def provisioner_pid(self) -> Path:
+        """PID file of the claim binder."""
+        return self.workdir / "provisioner.pid"
+
+    @property
+    def pids_dir(self) -> Path:
+        """The PID files kwokctl writes for the components."""
+        return self.kwok_workdir / "clusters" / self.name / "pids"
+
+    def env(self) -> dict[str, str]:
+        """Environment for kwokctl, kubectl and helm: our binaries first, caches per cluster."""
+        bins = testbin.bin_dir()
+        env = dict(os.environ)
+        env |= {
+            "PATH": f"{bins}{os.pathsep}{env.get('PATH', '')}",
+            "KWOK_WORKDIR": str(self.kwok_workdir),
+            "KWOK_KUBECTL_BINARY": str(bins / "kubectl"),
+            "KWOK_KUBE_VERSION": testbin.K8S_VERSION,
+            "KUBECONFIG": str(self.kubeconfig),
+            # Discovery caches are keyed by host:port, and ports repeat between clusters.
+            "KUBECACHEDIR": str(self.workdir / "kube-cache"),
+            "HELM_CACHE_HOME": str(self.workdir / "helm" / "cache"),
+            "HELM_CONFIG_HOME": str(self.workdir / "helm" / "config"),
+            "HELM_DATA_HOME": str(self.workdir / "helm" / "data"),
+        }
+        return env
+
+
+def log(message: str) -> None:
+    """Progress on stderr, so stdout stays for values other programs read."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def run(cluster: Cluster, *argv: str, stdin: str | None = None, check: bool = True) -> str:
+    """Run a command in the cluster's environment; on failure, exit with its output."""
+    result = subprocess.run(
+        argv, input=stdin, env=cluster.env(), capture_output=True, text=True, check=False
+    )
+    if check and result.returncode != 0:
+        raise SystemExit(
+            f"error: {' '.join(argv[:3])} ... failed (exit {result.returncode}):\n"
+            f"{result.stderr.strip() or result.stdout.strip()}"
+        )
+    return result.stdout
+
+
+def kwokctl_config() -> str:
+    """The kwokctl settings: loopback everywhere, no fsync, a large Service range.
+
+    Pod IPs come from each node's spec.podCIDR (kwok prefers it to its own default range); a
+    KwokConfiguration document here would replace kwok's defaults wholesale, so none is given.
+    """
+    return f"""\
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  runtime: binary
+  bindAddress: 127.0.0.1
+  disableQPSLimits: true
+componentsPatches:
+- name: etcd
+  extraArgs:
+  - key: unsafe-no-fsync
+    value: "true"
+- name: kube-apiserver
+  extraArgs:
+  - key: service-cluster-ip-range
+    value: {SERVICE_RANGE}
+"""
+
+
+def node_manifest(index: int, gpus: int, product: str, memory_mib: int) -> dict[str, object]:
+    """A fake GPU node with GPU Feature Discovery labels and a loopback pod CIDR."""
+    name = f"gpu-node-{index}"
+    resources = {"cpu": "64", "memory": "512Gi", "pods": "110", "nvidia.com/gpu": str(gpus)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {"kwok.x-k8s.io/node": "fake"},
+            "labels": {
+                "type": "kwok",
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "nvidia.com/gpu.present": "true",
+                "nvidia.com/gpu.product": product,
+                "nvidia.com/gpu.memory": str(memory_mib),
+                "nvidia.com/gpu.count": str(gpus),
+            },
+        },
+        "spec": {"podCIDR": f"{POD_CIDR_PREFIX}.{index}.0/24"},
+        # Nodes accept status on create only: kwok keeps it, an update would reset it.
+        "status": {"capacity": resources, "allocatable": resources},
+    }
+
+
+STORAGE_CLASS_MANIFEST = {
+    "apiVersion": "storage.k8s.io/v1",
+    "kind": "StorageClass",
+    "metadata": {
+        "name": STORAGE_CLASS,
+        "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+    },
+    "provisioner": "llmserve.io/local",
+    "reclaimPolicy": "Delete",
+    "volumeBindingMode": "Immediate",
+}
+
+
+def wait_ready(cluster: Cluster, timeout: float = 120) -> None:
+    """Wait for /readyz, the nodes and the default ServiceAccount (pods need it)."""
+    deadline = time.monotonic() + timeout
+    checks = [
+        ("the API server", ["kubectl", "get", "--raw", "/readyz"]),
+        (
+            "the nodes",
+            ["kubectl", "wait", "--for=condition=Ready", "node", "--all", "--timeout=5s"],
+        ),
+        ("the default ServiceAccount", ["kubectl", "get", "serviceaccount", "default"]),
+    ]
+    for what, argv in checks:
+        while True:
+            result = subprocess.run(
+                argv, env=cluster.env(), capture_output=True, text=True, check=False
+            )
+            if result.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"error: timed out waiting for {what}: {result.stderr.strip()}")
+            time.sleep(0.5)
+
+
+def start_provisioner(cluster: Cluster) -> None:
+    """Start the claim binder in the background; its PID goes to a file for `down`."""
+    log_file = (cluster.workdir / "provisioner.log").open("a")
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "tools" / "provisioner.py"), STORAGE_CLASS],
+        env=cluster.env(),
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # survives `make`, stopped by `down`
+    )
+    cluster.provisioner_pid.write_text(str(process.pid))
+
+
+def up(cluster: Cluster, nodes: int, gpus: int, product: str, memory_mib: int) -> None:
+    """Build if needed, start the control plane, add GPU nodes and storage."""
+    started = time.monotonic()
+    testbin.build()
+    cluster.workdir.mkdir(parents=True, exist_ok=True)
+    if (cluster.kwok_workdir / "clusters" / cluster.name).exists():
+        log(f"cluster {cluster.name} exists in {cluster.workdir}; run `down` first to recreate it")
+        wait_ready(cluster)
+        return
+    config = cluster.workdir / "kwokctl.yaml"
+    config.write_text(kwokctl_config())
+    bins = testbin.bin_dir()
+    log(f"starting cluster {cluster.name} (kwok, binary runtime) ...")
+    run(
+        cluster,
+        "kwokctl", "create", "cluster", "--name", cluster.name, "--config", str(config),
+        "--kube-apiserver-binary", str(bins / "kube-apiserver"),
+        "--kube-controller-manager-binary", str(bins / "kube-controller-manager"),
+        "--kube-scheduler-binary", str(bins / "kube-scheduler"),
+        "--etcd-binary", str(bins / "etcd"),
+        "--kwok-controller-binary", str(bins / "kwok"),
+        "--kubeconfig", "",  # leave ~/.kube/config alone
+        "--wait", "2m",
+    )  # fmt: skip
+    kubeconfig = cluster.kwok_workdir / "clusters" / cluster.name / "kubeconfig.yaml"
+    shutil.copyfile(kubeconfig, cluster.kubeconfig)
+    manifests = [node_manifest(i, gpus, product, memory_mib) for i in range(nodes)]
+    manifests.append(STORAGE_CLASS_MANIFEST)
+    for manifest in manifests:  # create, not apply: a Node keeps only the status it is created with
+        run(cluster, "kubectl", "create", "-f", "-", stdin=json.dumps(manifest))
+    start_provisioner(cluster)
+    wait_ready(cluster)
+    log(f"cluster {cluster.name} is ready in {time.monotonic() - started:.1f} s")
+    log(f"  export KUBECONFIG={cluster.kubeconfig}")
+    log(f"  export PATH={bins}:$PATH  # kubectl and helm of this cluster")
+    log("  kubectl get nodes -L nvidia.com/gpu.product")
+
+
+def _pids(cluster: Cluster) -> list[int]:
+    pids = []
+    files = [*cluster.pids_dir.glob("*.pid"), cluster.provisioner_pid]
+    for pid_file in files:
+        try:
+            pids.append(int(pid_file.read_text().strip()))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def down(cluster: Cluster) -> None:
+    """Stop every process of the cluster (kwokctl's components and the provisioner), by PID."""
+    pids = _pids(cluster)
+    if (cluster.kwok_workdir / "clusters" / cluster.name).exists():
+        run(cluster, "kwokctl", "delete", "cluster", "--name", cluster.name, check=False)
+    for pid in pids:
+        if _alive(pid):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in pids:  # only PIDs this cluster recorded: never anyone else's process
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(cluster.workdir, ignore_errors=True)
+    log(f"cluster {cluster.name} stopped ({len(pids)} processes)")
+
+
+def status(cluster: Cluster) -> int:
+    """Exit 0 when the cluster answers, 1 otherwise."""
+    if not cluster.kubeconfig.exists():
+        log(f"no cluster in {cluster.workdir}")
+        return 1
+    result = subprocess.run(
+        ["kubectl", "get", "--raw", "/readyz"],
+        env=cluster.env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    log(f"cluster {cluster.name}: {'ready' if result.returncode == 0 else 'not answering'}")
+    return result.returncode
+
+
+def kind_up(workdir: Path, gpus: int, product: str, memory_mib: int) -> None:
+    """A kind cluster (needs Docker) whose nodes advertise fake GPUs, for the same demo."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    kubeconfig = workdir / "kubeconfig"
+    subprocess.run(
+        ["kind", "create", "cluster", "--name", "llmserve", "--kubeconfig", str(kubeconfig)],
+        check=True,
+    )
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    names = subprocess.run(
+        ["kubectl", "get", "nodes", "-o", "name"], env=env, check=True, capture_output=True,
+        text=True,
+    ).stdout.split()  # fmt: skip
+    for node in names:
+        patch = {"status": {"capacity": {"nvidia.com/gpu": str(gpus)}}}
+        subprocess.run(
+            ["kubectl", "patch", node, "--subresource=status", "--type=merge", "-p",
+             json.dumps(patch)], env=env, check=True,
+        )  # fmt: skip
+        labels = [f"nvidia.com/gpu.product={product}", f"nvidia.com/gpu.memory={memory_mib}"]
+        subprocess.run(["kubectl", "label", node, "--overwrite", *labels], env=env, check=True)
+    log(f"kind cluster llmserve is ready: export KUBECONFIG={kubeconfig}")
+
+
+def main(argv: list[str]) -> int:
+    """Parse the command line and run one command."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("--name", default="llmserve")
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    parser.add_argument("--nodes", type=int, default=2)
+    parser.add_argument("--gpus", type=int, default=8, help="GPUs per node")
+    parser.add_argument("--gpu-product", default="NVIDIA-A100-SXM4-80GB")
+    parser.add_argument("--gpu-memory-mib", type=int, default=81920)
+    parser.add_argument("--kind", action="store_true", help="make a kind cluster (needs Docker)")
+    args = parser.parse_args(argv)
+    cluster = Cluster(args.name, args.workdir.resolve())
+    if args.command == "up" and args.kind:
+        kind_up(cluster.workdir, args.gpus, args.gpu_product, args.gpu_memory_mib)
+    elif args.command == "up":
+        up(cluster, args.nodes, args.gpus, args.gpu_product, args.gpu_memory_mib)
+    elif args.command == "down" and args.kind:
+        subprocess.run(["kind", "delete", "cluster", "--name", "llmserve"], check=False)
+        shutil.rmtree(cluster.workdir, ignore_errors=True)
+    elif args.command == "down":
+        down(cluster)
+    else:
+        return status(cluster)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        sys.exit(130)
