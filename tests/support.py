@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,3 +34,18 @@ def document(
 def service(spec: dict[str, Any] | None = None, **meta: Any) -> LLMService:
     """A parsed LLMService."""
     return parse_llmservice(document(spec, **meta))
+
+
+def run_llmserve(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed `llmserve` console script (`.venv/bin/llmserve`) as a user would."""
+    script = shutil.which("llmserve", path=str(Path(sys.executable).parent))
+    command = [script] if script else [sys.executable, "-m", "llmserve.cli"]
+    return subprocess.run(  # noqa: S603 - our own console script, fixed arguments
+        [*command, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        timeout=120,
+    )

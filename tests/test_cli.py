@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import io
-import subprocess
 import sys
 
 import pytest
 import yaml
-from tests.support import ROOT
+from tests.support import ROOT, run_llmserve
 
 from llmserve import cli
 
@@ -115,12 +114,6 @@ def test_help_is_useful(command, capsys) -> None:
 
 
 def test_the_console_script_is_installed() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "llmserve.cli", "--version"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    result = run_llmserve("--version")
     assert result.returncode == 0
     assert result.stdout.startswith("llmserve ")

@@ -9,15 +9,13 @@ from __future__ import annotations
 import difflib
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from tests.render import regenerate_golden
 from tests.render.cases import GOLDEN, golden_service, stem
-from tests.support import ROOT, service
+from tests.support import run_llmserve, service
 
 from llmserve import cli, render
 from llmserve.api import ENGINES
@@ -133,18 +131,8 @@ def test_the_fit_check_runs_on_every_gpu_golden(source: Path) -> None:
 
 
 def test_the_console_script_prints_the_same_bytes() -> None:
-    script = shutil.which("llmserve", path=str(Path(sys.executable).parent))
-    command = [script] if script else [sys.executable, "-m", "llmserve.cli"]
     stdin = "\n---\n".join(p.read_text(encoding="utf-8") for p in GOLDEN)
-    done = subprocess.run(  # noqa: S603 - our own console script
-        [*command, "render", "-f", "-"],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-        timeout=120,
-    )
+    done = run_llmserve("render", "-f", "-", stdin=stdin)
     assert done.returncode == 0, done.stderr
     expected = "".join(
         regenerate_golden.expected_path(p).read_text(encoding="utf-8") for p in GOLDEN
