@@ -5,7 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: help venv lint format test unit crd golden demo clean
+CLUSTER ?= kwok
+CLUSTER_FLAGS := $(if $(filter kind,$(CLUSTER)),--kind,)
+# `make test` uses the cluster of `make cluster-up` when there is one, else starts its own.
+KUBECONFIG_UP := $(wildcard .cluster/kubeconfig)
+
+.PHONY: help venv lint format test unit cluster-tests tools cluster-up cluster-down crd golden demo clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -30,9 +35,21 @@ format: $(STAMP)  ## fix what ruff can fix
 	$(BIN)/ruff format operator tests tools
 
 unit: $(STAMP)  ## the unit tests only
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 2 -m "not cluster"
 
-test: lint unit  ## lint, then every test (the README's test command)
+cluster-tests: $(STAMP)  ## the tests against the real control plane (serial: one cluster)
+	LLMSERVE_KUBECONFIG=$(if $(KUBECONFIG_UP),$(abspath $(KUBECONFIG_UP)),) $(BIN)/pytest -m cluster
+
+test: lint unit cluster-tests  ## lint, then every test (the README's test command)
+
+tools:  ## build the control plane, kubectl, kwok and helm into ~/.cache/llmserve/bin/<key>
+	$(PYTHON) tools/testbin.py build
+
+cluster-up: $(STAMP)  ## start the local cluster (CLUSTER=kind for kind, needs Docker)
+	$(BIN)/python tools/cluster.py up $(CLUSTER_FLAGS)
+
+cluster-down:  ## stop the local cluster and every process it started
+	$(PYTHON) tools/cluster.py down $(CLUSTER_FLAGS)
 
 crd: $(STAMP)  ## regenerate crds/ from the pydantic models
 	$(BIN)/llmserve crd > crds/llmservices.llmserve.io.yaml

@@ -35,6 +35,8 @@ DEFAULT_WORKDIR = ROOT / ".cluster"
 STORAGE_CLASS = "llmserve-local"
 POD_CIDR_PREFIX = "127.1"
 SERVICE_RANGE = "10.96.0.0/16"  # the kwokctl default /24 holds only ~250 Services
+DEFAULT_PRODUCT = "NVIDIA-A100-SXM4-80GB"
+DEFAULT_MEMORY_MIB = 81920
 
 
 @dataclass(frozen=True)
@@ -189,16 +191,21 @@ def wait_ready(cluster: Cluster, timeout: float = 120) -> None:
             time.sleep(0.5)
 
 
+_STARTED: dict[int, subprocess.Popen[bytes]] = {}
+"""Processes this Python process started and must reap (a test session runs `up` and `down`)."""
+
+
 def start_provisioner(cluster: Cluster) -> None:
     """Start the claim binder in the background; its PID goes to a file for `down`."""
-    log_file = (cluster.workdir / "provisioner.log").open("a")
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "tools" / "provisioner.py"), STORAGE_CLASS],
-        env=cluster.env(),
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # survives `make`, stopped by `down`
-    )
+    with (cluster.workdir / "provisioner.log").open("a") as log_file:  # the child keeps its copy
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "tools" / "provisioner.py"), STORAGE_CLASS],
+            env=cluster.env(),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # survives `make`, stopped by `down`
+        )
+    _STARTED[process.pid] = process
     cluster.provisioner_pid.write_text(str(process.pid))
 
 
@@ -252,13 +259,14 @@ def _pids(cluster: Cluster) -> list[int]:
 
 
 def _alive(pid: int) -> bool:
+    """Whether the process exists and is not a zombie waiting to be reaped."""
+    if pid in _STARTED:
+        return _STARTED[pid].poll() is None
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return False
-    except PermissionError:
-        return True
-    return True
+    return state != "Z"
 
 
 def down(cluster: Cluster) -> None:
@@ -275,6 +283,8 @@ def down(cluster: Cluster) -> None:
     for pid in pids:  # only PIDs this cluster recorded: never anyone else's process
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
+        if pid in _STARTED:
+            _STARTED.pop(pid).wait(timeout=10)
     shutil.rmtree(cluster.workdir, ignore_errors=True)
     log(f"cluster {cluster.name} stopped ({len(pids)} processes)")
 
@@ -327,8 +337,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     parser.add_argument("--nodes", type=int, default=2)
     parser.add_argument("--gpus", type=int, default=8, help="GPUs per node")
-    parser.add_argument("--gpu-product", default="NVIDIA-A100-SXM4-80GB")
-    parser.add_argument("--gpu-memory-mib", type=int, default=81920)
+    parser.add_argument("--gpu-product", default=DEFAULT_PRODUCT)
+    parser.add_argument("--gpu-memory-mib", type=int, default=DEFAULT_MEMORY_MIB)
     parser.add_argument("--kind", action="store_true", help="make a kind cluster (needs Docker)")
     args = parser.parse_args(argv)
     cluster = Cluster(args.name, args.workdir.resolve())

@@ -1,0 +1,168 @@
+"""The LLMService CRD on a real API server: printer columns, schema and CEL admission, and rendered
+children that pass server-side dry-run under Pod Security `restricted`."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+from tests.cluster.conftest import Kube
+from tests.render.cases import GOLDEN, stem
+from tests.support import ROOT, document
+
+from llmserve import cli, render
+from llmserve.api import InvalidSpec, parse_llmservice
+from llmserve.api.config import OperatorConfig
+
+pytestmark = pytest.mark.cluster
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+GGUF_MODEL = {"name": "org/model-3B-GGUF", "file": "*-Q4_K_M.gguf"}
+
+# (id, document, words the API server's answer must contain). The first group fails the OpenAPI
+# schema; the rest fail the CRD's CEL rules, whose text `llmserve render` prints as well.
+INVALID: list[tuple[str, dict[str, Any], str]] = [
+    ("engine enum", document({"engine": "vlm"}), 'Unsupported value: "vlm"'),
+    ("quantization enum", document({"quantization": "int4"}), 'Unsupported value: "int4"'),
+    ("negative gpus", document({"gpus": -1}), "greater than or equal to 0"),
+    ("negative replicas", document({"replicas": -1}), "greater than or equal to 0"),
+    ("minReplicas 0", document({"autoscaling": {"minReplicas": 0}}), "greater than or equal to 1"),
+    ("maxQueue -1", document({"proxy": {"maxQueue": -1}}), "greater than or equal to 0"),
+    ("access mode", document({"cache": {"accessMode": "Shared"}}), 'Unsupported value: "Shared"'),
+    ("gpus as string", document({"gpuMemoryGiB": "80"}), "must be of type integer"),
+    ("no model name", document({"model": {"revision": "main"}}), "spec.model.name: Required"),
+    ("unknown field", document({"gpu": 2}), 'unknown field "spec.gpu"'),
+    (
+        "min above max",
+        document({"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 2}}),
+        "must not exceed maxReplicas",
+    ),
+    (
+        "enabled without max",
+        document({"autoscaling": {"enabled": True}}),
+        "required when autoscaling is enabled",
+    ),
+    ("gguf on vllm", document({"quantization": "gguf"}), "gguf runs only on engine llamacpp"),
+    (
+        "awq on llamacpp",
+        document({"engine": "llamacpp", "quantization": "awq", "model": GGUF_MODEL}),
+        "load only GGUF files",
+    ),
+    (
+        "bitsandbytes on vllm",
+        document({"quantization": "bitsandbytes"}),
+        "bitsandbytes cannot be loaded by engine vllm",
+    ),
+    ("no gpus on vllm", document({"gpus": 0}), "must be at least 1 for engines vllm"),
+    (
+        "no gpus on tgi",
+        document({"engine": "tgi", "gpus": 0}),
+        "must be at least 1 for engines vllm",
+    ),
+    (
+        "no file for llamacpp",
+        document({"engine": "llamacpp", "model": {"name": "org/m-3B-GGUF"}}),
+        "required for engines llamacpp and ollama",
+    ),
+    (
+        "file on vllm",
+        document({"model": {"name": "org/m-8B", "file": "x.gguf"}}),
+        "used only by engines llamacpp and ollama",
+    ),
+    ("name vllm", document(name="vllm"), "must not be 'vllm'"),
+    ("name starts with a digit", document(name="8b-llama"), "must start with a letter"),
+    ("name too long", document(name="a" * 49), "must be at most 48 characters"),
+]
+
+
+def apply(kube: Kube, namespace: str, doc: dict[str, Any], *, dry_run: bool = False) -> Any:
+    """`kubectl apply` a document as a user would (strict field validation is kubectl's default)."""
+    args = ["apply", "-n", namespace, "-f", "-"]
+    if dry_run:
+        args.append("--dry-run=server")
+    return kube.run(*args, stdin=yaml.safe_dump(doc), check=False)
+
+
+@pytest.mark.parametrize(("case", "doc", "words"), INVALID, ids=[c[0] for c in INVALID])
+def test_the_api_server_refuses_invalid_llmservices_with_the_crds_message(
+    kube: Kube, namespace: str, case: str, doc: dict[str, Any], words: str
+) -> None:
+    done = apply(kube, namespace, doc)
+    assert done.returncode != 0, f"{case}: the API server accepted it"
+    assert words in done.stderr, done.stderr
+    with pytest.raises(InvalidSpec):  # and llmserve refuses it offline too
+        parse_llmservice(copy.deepcopy(doc))
+
+
+def test_cel_messages_are_the_same_online_and_offline(kube: Kube, namespace: str) -> None:
+    doc = document({"engine": "llamacpp", "quantization": "awq", "model": GGUF_MODEL})
+    with pytest.raises(InvalidSpec) as offline:
+        parse_llmservice(copy.deepcopy(doc))
+    online = apply(kube, namespace, doc).stderr
+    for problem in offline.value.problems:
+        assert problem.message in online
+        assert problem.path in online
+
+
+@pytest.mark.parametrize("path", EXAMPLES + GOLDEN, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_valid_llmservices_are_accepted_and_defaulted(kube: Kube, namespace: str, path) -> None:
+    doc = yaml.safe_load(path.read_text())
+    doc["metadata"].pop("namespace", None)
+    doc["metadata"].pop("uid", None)
+    done = apply(kube, namespace, doc)
+    assert done.returncode == 0, done.stderr
+    stored = kube.json("llms", doc["metadata"]["name"], "-n", namespace)
+    assert stored["spec"]["engine"] == doc["spec"].get("engine", "vllm")
+    assert {"autoscaling", "cache", "proxy", "gpus", "replicas"} <= set(stored["spec"])  # defaulted
+    # What the API server stored parses as the same spec llmserve reads offline.
+    offline = parse_llmservice(copy.deepcopy(doc)).spec
+    assert parse_llmservice(stored).spec == offline
+
+
+def test_kubectl_get_llms_shows_the_printer_columns(kube: Kube, namespace: str) -> None:
+    apply(kube, namespace, document())
+    header, row = kube.run("get", "llms", "-n", namespace).stdout.splitlines()[:2]
+    assert header.split() == ["NAME", "MODEL", "ENGINE", "GPUS", "READY", "PHASE", "AGE"]
+    assert row.split()[:4] == ["llama-8b", "meta-llama/Llama-3.1-8B-Instruct", "vllm", "1"]
+    wide = kube.run("get", "llms", "-n", namespace, "-o", "wide").stdout.splitlines()[0]
+    assert "ENDPOINT" in wide.split()
+
+
+def test_kubectl_explain_shows_the_field_descriptions(kube: Kube) -> None:
+    text = kube.run("explain", "llmservices.spec.gpus").stdout
+    assert "tensor-parallel size" in text
+
+
+def test_the_scale_subresource_moves_spec_replicas(kube: Kube, namespace: str) -> None:
+    apply(kube, namespace, document())
+    kube.run("scale", "llms/llama-8b", "-n", namespace, "--replicas=3")
+    assert kube.json("llms", "llama-8b", "-n", namespace)["spec"]["replicas"] == 3
+
+
+@pytest.fixture
+def restricted(kube: Kube, namespace: str) -> str:
+    """The test namespace, enforcing Pod Security `restricted`."""
+    kube.run("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    return namespace
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=stem)
+def test_rendered_children_pass_server_side_dry_run_under_restricted(
+    kube: Kube, restricted: str, path
+) -> None:
+    doc = yaml.safe_load(path.read_text())
+    doc["metadata"]["namespace"] = restricted
+    uid = doc["metadata"].get("uid")
+    children = render.render(parse_llmservice(doc), OperatorConfig())
+    text = cli.dump_yaml(children)
+    done = kube.run("apply", "--dry-run=server", "-f", "-", stdin=text, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr, done.stderr  # no PodSecurity warnings either
+    kinds = [line.split("/")[0] for line in done.stdout.splitlines()]
+    expected = [c["kind"].lower() for c in children]
+    assert [k.split(".")[0] for k in kinds] == [
+        {"persistentvolumeclaim": "persistentvolumeclaim"}.get(k, k) for k in expected
+    ], done.stdout
+    assert uid is None or all(c["metadata"]["ownerReferences"][0]["uid"] == uid for c in children)
