@@ -37,7 +37,7 @@ format: $(STAMP)  ## fix what ruff can fix
 unit: $(STAMP)  ## the unit tests only
 	$(BIN)/pytest -n 2 -m "not cluster"
 
-cluster-tests: $(STAMP)  ## the tests against the real control plane (serial: one cluster)
+cluster-tests: $(STAMP) tools  ## the tests against the real control plane (serial: one cluster)
 	LLMSERVE_KUBECONFIG=$(if $(KUBECONFIG_UP),$(abspath $(KUBECONFIG_UP)),) $(BIN)/pytest -m cluster
 
 test: lint unit cluster-tests  ## lint, then every test (the README's test command)
@@ -57,9 +57,8 @@ crd: $(STAMP)  ## regenerate crds/ from the pydantic models
 golden: $(STAMP)  ## regenerate tests/data/expected/ from tests/data/llmservices/ (then review the diff)
 	$(BIN)/python tests/render/regenerate_golden.py
 
-demo:  ## the local demo (arrives with the cluster issue)
-	@echo "make demo is not there yet: it needs the local cluster (issue 4). Try: make test" >&2
-	@exit 1
+demo: $(STAMP) tools  ## local cluster, operator, one sample LLMService per engine, until Ready
+	$(BIN)/python tools/demo.py
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

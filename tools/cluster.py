@@ -247,9 +247,15 @@ def up(cluster: Cluster, nodes: int, gpus: int, product: str, memory_mib: int) -
     log("  kubectl get nodes -L nvidia.com/gpu.product")
 
 
-def _pids(cluster: Cluster) -> list[int]:
+def recorded_pids(cluster: Cluster) -> list[int]:
+    """PIDs of every process the cluster started, from their pid files."""
     pids = []
-    files = [*cluster.pids_dir.glob("*.pid"), cluster.provisioner_pid]
+    # kwokctl's components, the claim binder, and the operator `make demo` started.
+    files = [
+        *cluster.pids_dir.glob("*.pid"),
+        cluster.provisioner_pid,
+        cluster.workdir / "operator.pid",
+    ]
     for pid_file in files:
         try:
             pids.append(int(pid_file.read_text().strip()))
@@ -258,7 +264,7 @@ def _pids(cluster: Cluster) -> list[int]:
     return pids
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """Whether the process exists and is not a zombie waiting to be reaped."""
     if pid in _STARTED:
         return _STARTED[pid].poll() is None
@@ -269,19 +275,49 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def restart_component(cluster: Cluster, component: str, pause: float = 3.0) -> None:
+    """Kill one component (e.g. kube-apiserver) by PID and start it again with the same command.
+
+    For tests of clients that must ride out an API server crash. The other components keep running
+    and reconnect, as long as the gap stays under their leader-election renew deadline (10 s):
+    past it, kube-controller-manager and kube-scheduler exit, and here no kubelet restarts them.
+    """
+    pid_file = cluster.pids_dir / f"{component}.pid"
+    pid = int(pid_file.read_text())
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    cwd = Path(f"/proc/{pid}/cwd").resolve()
+    os.kill(pid, signal.SIGKILL)  # a crash: no graceful drain that would stretch the gap
+    while alive(pid):
+        time.sleep(0.05)
+    time.sleep(pause)
+    log_path = cluster.kwok_workdir / "clusters" / cluster.name / "logs" / f"{component}.log"
+    # Started by a shell that exits at once, as kwokctl does: the component is nobody's child, so
+    # it outlives this process (a test session reusing a cluster) and `down` stops it by PID.
+    started = subprocess.run(
+        ["/bin/sh", "-c", '"$@" >>"$0" 2>&1 </dev/null & echo $!', str(log_path)]
+        + [a.decode() for a in argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+        start_new_session=True,
+    )
+    pid_file.write_text(started.stdout.strip())
+
+
 def down(cluster: Cluster) -> None:
     """Stop every process of the cluster (kwokctl's components and the provisioner), by PID."""
-    pids = _pids(cluster)
+    pids = recorded_pids(cluster)
     if (cluster.kwok_workdir / "clusters" / cluster.name).exists():
         run(cluster, "kwokctl", "delete", "cluster", "--name", cluster.name, check=False)
     for pid in pids:
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 15
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     for pid in pids:  # only PIDs this cluster recorded: never anyone else's process
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGKILL)
         if pid in _STARTED:
             _STARTED.pop(pid).wait(timeout=10)

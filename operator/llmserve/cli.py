@@ -1,4 +1,4 @@
-"""The `llmserve` command: render, crd and fit (operator, proxy, simulator, downloader to come).
+"""The `llmserve` command: render, crd, fit, operator and fetch-model (proxy and sim to come).
 
 Every sub-command prints its result on stdout and one clear message on stderr when something is
 wrong, with exit status 1 and never a traceback for bad input.
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,6 +34,7 @@ from llmserve.api.config import OperatorConfig
 EXIT_OK: Final = 0
 EXIT_INVALID: Final = 1
 EXIT_DOES_NOT_FIT: Final = 1
+EXIT_FETCH_FAILED: Final = 1
 
 
 class UsageError(Exception):
@@ -182,6 +185,55 @@ def cmd_fit(args: argparse.Namespace, out: TextIO, _: TextIO) -> int:
     return EXIT_DOES_NOT_FIT if report.verdict == "does-not-fit" else EXIT_OK
 
 
+def cmd_operator(args: argparse.Namespace, _: TextIO, __: TextIO) -> int:
+    """Run the operator until SIGTERM or Ctrl-C."""
+    import kopf  # noqa: PLC0415 - only this command needs kopf and the Kubernetes client
+
+    from llmserve import handlers  # noqa: PLC0415, F401 - registers the handlers
+    from llmserve.kube.lease import Election  # noqa: PLC0415 - same
+
+    memo = kopf.Memo()
+    if not args.no_leader_election:
+        namespace = os.environ.get("POD_NAMESPACE") or (args.namespace or ["default"])[0]
+        identity = f"{socket.gethostname()}-{os.getpid()}"
+        memo.election = Election(namespace, args.lease_name, identity)
+    kopf.configure(verbose=args.verbose)
+    kopf.run(
+        clusterwide=args.all_namespaces,
+        namespaces=args.namespace or (),
+        standalone=True,  # one actor at a time comes from our Lease, not kopf's peering CRDs
+        liveness_endpoint=args.liveness,
+        memo=memo,
+    )
+    return EXIT_OK
+
+
+def cmd_fetch_model(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Download a model repo into the Hugging Face cache under --hf-home; progress on stdout."""
+    hf_home = Path(args.hf_home).absolute()
+    # huggingface_hub reads HF_HOME once, when first imported: set it before, so what it keeps
+    # besides the hub cache (the Xet cache) lands on the cache volume, not in a read-only $HOME.
+    os.environ["HF_HOME"] = str(hf_home)
+    from llmserve.fetch import download  # noqa: PLC0415 - needs HF_HOME set; imports huggingface_hub
+    from llmserve.fetch.errors import FetchError  # noqa: PLC0415 - same
+
+    request = download.Request(
+        repo=args.repo,
+        revision=args.revision,
+        hf_home=hf_home,
+        include=tuple(args.include or ()),
+        link=Path(args.link).absolute() if args.link else None,
+        token=os.environ.get("HF_TOKEN") or None,
+        endpoint=os.environ.get("HF_ENDPOINT", "").rstrip("/") or None,
+    )
+    try:
+        download.run(request, out)
+    except FetchError as error:
+        print(f"error: {error}", file=err, flush=True)
+        return EXIT_FETCH_FAILED
+    return EXIT_OK
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmserve",
@@ -236,6 +288,55 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.add_argument("--config", metavar="FILE", help=config_help)
     p.set_defaults(handler=cmd_fit)
+
+    p = sub.add_parser(
+        "operator",
+        help="run the operator (kopf) against the current kubeconfig or in-cluster account",
+        description="Watch LLMServices and keep their children and status true. Settings come from "
+        "the YAML file named by $LLMSERVE_CONFIG (see OperatorConfig), else defaults.",
+        epilog="Example: llmserve operator --namespace ml --liveness http://0.0.0.0:8080/healthz",
+    )
+    scope = p.add_mutually_exclusive_group(required=True)
+    scope.add_argument("-n", "--namespace", action="append", metavar="NS",
+                       help="watch this namespace (repeat for several; globs allowed)")  # fmt: skip
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    p.add_argument("--liveness", metavar="URL", help="serve kopf's liveness probe at URL")
+    p.add_argument("-v", "--verbose", action="store_true", help="log every event")
+    p.add_argument(
+        "--lease-name",
+        default="llmserve-operator",
+        help="Lease that elects the one acting operator, in $POD_NAMESPACE (else the first -n "
+        "namespace, else default)",
+    )
+    p.add_argument(
+        "--no-leader-election",
+        action="store_true",
+        help="act without holding the Lease (only when exactly one operator runs)",
+    )
+    p.set_defaults(handler=cmd_operator)
+
+    p = sub.add_parser(
+        "fetch-model",
+        help="download a Hugging Face model repo into the model cache (the download Job)",
+        description="Download the repo at REV into DIR in the Hugging Face cache layout "
+        "(DIR/hub/models--ORG--NAME), where engines run with HF_HOME=DIR and HF_HUB_OFFLINE=1 "
+        "find it. The token comes from $HF_TOKEN, the Hub from $HF_ENDPOINT (default "
+        "huggingface.co). Large files continue where an earlier run stopped; a complete cache "
+        "downloads nothing. Exits 1 with one line naming the field to fix.",
+        epilog="Example: llmserve fetch-model --repo Qwen/Qwen2.5-0.5B-Instruct-GGUF "
+        "--hf-home /models/hf --include '*q4_k_m.gguf' --link /models/model.gguf",
+    )
+    p.add_argument("--repo", required=True, metavar="ORG/NAME", help="Hugging Face model repo id")
+    p.add_argument("--revision", default="main", metavar="REV", help="branch, tag or commit")
+    p.add_argument("--hf-home", required=True, metavar="DIR", help="HF_HOME of the engines")
+    p.add_argument(
+        "--include",
+        action="append",
+        metavar="GLOB",
+        help="fetch only files matching GLOB (repeatable), e.g. '*-Q4_K_M.gguf'",
+    )
+    p.add_argument("--link", metavar="PATH", help="make PATH a symlink to the GGUF file fetched")
+    p.set_defaults(handler=cmd_fetch_model)
     return parser
 
 

@@ -29,7 +29,8 @@ CRD = ROOT / "crds" / "llmservices.llmserve.io.yaml"
 class Kube:
     """kubectl against the test cluster."""
 
-    kubeconfig: Path
+    handle: cluster_tool.Cluster
+    """The cluster's files and processes (tests that restart the control plane need it)."""
     env: dict[str, str]
 
     def run(
@@ -88,7 +89,7 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
     handle, started = _start(tmp_path_factory.mktemp("cluster"))
     try:
         env = handle.env()
-        kube = Kube(handle.kubeconfig, env)
+        kube = Kube(handle, env)
         ready = kube.run("get", "--raw", "/readyz", check=False)
         if ready.returncode != 0:
             pytest.fail(f"the cluster at {handle.kubeconfig} does not answer: {ready.stderr}")

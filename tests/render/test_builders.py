@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import re
+import subprocess
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -402,10 +404,42 @@ class TestEngines:
         assert args[args.index("--port") + 1] == str(llamacpp.PORT)
 
     def test_llamacpp_reads_the_cached_file_or_downloads_by_tag(self) -> None:
-        cached = engine_container(children(GGUF))["args"]
-        assert cached[:2] == ["--model", "/models/model.gguf"]
-        direct = engine_container(children({**GGUF, "cache": {"enabled": False}}))["args"]
-        assert direct[:2] == ["--hf-repo", "bartowski/Llama-3.2-3B-GGUF:Q4_K_M"]
+        cached = engine_container(children(GGUF))
+        assert "--model" not in cached["args"]  # the wrapper script adds it from the link
+        env = {e["name"]: e.get("value") for e in cached["env"]}
+        assert env["LLMSERVE_GGUF_PATH"] == "/models/model.gguf"
+        assert cached["command"] == ["/bin/sh", "-c", llamacpp.SCRIPT, "llama-server"]
+        direct = engine_container(children({**GGUF, "cache": {"enabled": False}}))
+        assert direct["args"][:2] == ["--hf-repo", "bartowski/Llama-3.2-3B-GGUF:Q4_K_M"]
+        assert "LLMSERVE_GGUF_PATH" not in {e["name"] for e in direct["env"]}
+
+    @pytest.mark.parametrize(
+        ("files", "link", "opened"),
+        [
+            (["model-00001-of-00002.gguf", "model-00002-of-00002.gguf"],
+             "model-00001-of-00002.gguf", "model-00001-of-00002.gguf"),
+            (["hf/snap/x-Q4_K_M.gguf"], "hf/snap/x-Q4_K_M.gguf", "hf/snap/x-Q4_K_M.gguf"),
+        ],
+    )  # fmt: skip
+    def test_the_llamacpp_wrapper_opens_what_the_link_names(
+        self, tmp_path: Path, files: list[str], link: str, opened: str
+    ) -> None:
+        for name in files:
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_text("gguf")
+        (tmp_path / "model.gguf").symlink_to(link)
+        fake = tmp_path / "llama-server"
+        fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+        fake.chmod(0o755)
+        script = llamacpp.SCRIPT.replace("/app/llama-server", str(fake))
+        done = subprocess.run(  # noqa: S603 - /bin/sh with our own script
+            ["/bin/sh", "-c", script, "llama-server", "--port", "8081"],
+            env={"LLMSERVE_GGUF_PATH": str(tmp_path / "model.gguf"), "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert done.stdout.split() == ["--model", str(tmp_path / opened), "--port", "8081"]
 
     def test_llamacpp_gives_each_slot_the_whole_context(self) -> None:
         args = engine_container(children({**GGUF, "maxModelLen": 4096}))["args"]

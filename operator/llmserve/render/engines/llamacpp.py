@@ -20,10 +20,21 @@ PORT: Final = 8081
 ALL_LAYERS: Final = 999
 """`--n-gpu-layers` above any model's layer count offloads every layer."""
 
+# llama-server finds the parts of a split GGUF by the name it is given (`...-00001-of-00003.gguf`)
+# and does not follow symlinks first; the download Job links every part next to GGUF_PATH and
+# GGUF_PATH to the first part (relative links). So the wrapper opens what GGUF_PATH names, whether
+# that is a single file in the snapshot or the first part. Values come from the environment only.
+SCRIPT: Final = """\
+if [ -n "$LLMSERVE_GGUF_PATH" ]; then
+  set -- --model "$(dirname "$LLMSERVE_GGUF_PATH")/$(readlink "$LLMSERVE_GGUF_PATH")" "$@"
+fi
+exec /app/llama-server "$@"
+"""
+
 
 def _source(i: EngineInputs) -> list[str]:
     if i.cached:
-        return opt("--model", GGUF_PATH)
+        return []  # --model comes from SCRIPT
     # No cache volume: llama-server downloads by itself, by quant tag or by exact file name.
     if i.gguf_tag:
         return opt("--hf-repo", f"{i.repo}:{i.gguf_tag}")
@@ -46,12 +57,20 @@ def args(i: EngineInputs) -> list[str]:
     ]
 
 
+def env(i: EngineInputs) -> dict[str, str]:
+    """Where the cached GGUF file is linked, for SCRIPT."""
+    return {"LLMSERVE_GGUF_PATH": GGUF_PATH} if i.cached else {}
+
+
 PROFILE: Final = EngineProfile(
     engine="llamacpp",
     port=PORT,
     health_path="/health",
     metrics_path="/metrics",
+    # sh -c SCRIPT NAME ARGS...: NAME becomes $0, the rendered args become "$@".
+    command=("/bin/sh", "-c", SCRIPT, "llama-server"),
     args=args,
+    env=env,
     probe=curl_health_probe(PORT, "/health"),
     aliases={
         "-m": "--model",

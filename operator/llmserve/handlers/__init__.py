@@ -1,0 +1,8 @@
+"""kopf decorators only: parse at the boundary, delegate to `llmserve.reconcile`, write status.
+
+Importing this package registers the handlers (`llmserve.main` does so for `kopf run -m`).
+"""
+
+from llmserve.handlers import children, lifecycle, llmservice
+
+__all__ = ["children", "lifecycle", "llmservice"]

@@ -1,0 +1,166 @@
+"""Desired state -> apply -> status: one idempotent pass over one LLMService.
+
+Any pass can run again at any time with no effect beyond repairing drift: children are read, only
+missing or drifted ones are applied (server-side apply, field manager `llmserve`), the cache volume
+is created once, the download Job is recreated when the cache key changes or after a failure and its
+back-off, and the engine Deployment is applied only once the model is cached (until then the old
+one keeps serving). The result is a status and the events to post.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from kubernetes_asyncio.client import ApiClient
+
+from llmserve import render
+from llmserve.api import InvalidSpec, parse_llmservice
+from llmserve.api.config import OperatorConfig
+from llmserve.kube import objects
+from llmserve.reconcile import state
+from llmserve.reconcile.drift import drifted
+from llmserve.render import meta, workload
+
+ATTEMPT: Final = f"{meta.ANNOTATION_PREFIX}/attempt"
+
+
+@dataclass
+class Outcome:
+    """What a pass decided: the status to write and the events to post (type, reason, message)."""
+
+    status: dict[str, Any]
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    retry_after: float | None = None
+    """Seconds until the pass should run again on its own (a download back-off), if any."""
+
+
+def _by_kind(children: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {child["kind"]: child for child in children}
+
+
+async def _get(client: ApiClient, child: dict[str, Any]) -> dict[str, Any] | None:
+    m = child["metadata"]
+    return await objects.get(client, child["apiVersion"], child["kind"], m["namespace"], m["name"])
+
+
+async def _ensure(client: ApiClient, child: dict[str, Any]) -> dict[str, Any]:
+    """Apply the child unless the live object already holds everything we render."""
+    live = await _get(client, child)
+    return await objects.apply(client, child) if drifted(child, live) else live or {}
+
+
+async def _create_once(client: ApiClient, child: dict[str, Any]) -> None:
+    """Create the cache volume once and never touch it again.
+
+    A bound claim's size can only grow, and only on StorageClasses that allow it, and its access
+    modes never change: resizing is a deliberate act for the user, not something to retry.
+    """
+    if await _get(client, child) is None:
+        await objects.apply(client, child)
+
+
+def _attempt(job: dict[str, Any] | None) -> int:
+    annotations = (job or {}).get("metadata", {}).get("annotations") or {}
+    try:
+        return int(annotations.get(ATTEMPT, "1"))
+    except ValueError:
+        return 1
+
+
+async def _create_job(client: ApiClient, job: dict[str, Any], attempt: int) -> dict[str, Any]:
+    job["metadata"]["annotations"][ATTEMPT] = str(attempt)
+    return await objects.apply(client, job)
+
+
+async def _cache(
+    client: ApiClient, job: dict[str, Any], now: datetime, outcome: Outcome
+) -> state.Cache:
+    """Run the download step: create, replace on a new cache key, retry after a failure."""
+    live = await _get(client, job)
+    key = job["metadata"]["annotations"][meta.CACHE_KEY]
+    m = job["metadata"]
+    if live is not None and live["metadata"].get("annotations", {}).get(meta.CACHE_KEY) != key:
+        # A new model, revision or quantization: the old Job's pod template is immutable.
+        await objects.delete(client, "batch/v1", "Job", m["namespace"], m["name"])
+        live = None
+    if live is None:
+        live = await _create_job(client, job, 1)
+    cache = state.cache_state(live, enabled=True, attempt=_attempt(live))
+    if cache.state != "failed":
+        return cache
+    delay = state.retry_delay(cache.attempt)
+    due = (cache.failed_at or now) + timedelta(seconds=delay)
+    if now < due:
+        outcome.retry_after = (due - now).total_seconds()
+        return state.Cache(
+            cache.state, cache.reason, f"{cache.message}; retrying in {delay} s", cache.attempt
+        )
+    await objects.delete(client, "batch/v1", "Job", m["namespace"], m["name"])
+    live = await _create_job(client, job, cache.attempt + 1)
+    outcome.events.append(
+        ("Normal", "RetryingDownload", f"{cache.message}; starting attempt {cache.attempt + 1}")
+    )
+    return state.cache_state(live, enabled=True, attempt=cache.attempt + 1)
+
+
+def _phase_event(
+    body: dict[str, Any], status: dict[str, Any], last_phase: str | None
+) -> list[tuple[str, str, str]]:
+    old = last_phase or (body.get("status") or {}).get("phase")
+    new = status["phase"]
+    if old == new:
+        return []
+    worst = next((c for c in status["conditions"] if c["status"] == "False"), None)
+    message = worst["message"] if worst else "every condition holds"
+    kind = "Warning" if new in ("Failed", "Degraded") else "Normal"
+    return [(kind, new, f"phase {old or 'new'} -> {new}: {message}")]
+
+
+async def reconcile(
+    body: dict[str, Any],
+    client: ApiClient,
+    config: OperatorConfig,
+    now: datetime,
+    last_phase: str | None = None,
+) -> Outcome:
+    """One pass: check, apply what is missing or drifted, observe, and say what happened.
+
+    `last_phase` is the phase this process wrote last, when it knows better than `body`.
+    """
+    try:
+        service = parse_llmservice(body)
+        render.check(service, config)
+    except InvalidSpec as error:
+        status = state.invalid_status(body, str(error), now)
+        events = _phase_event(body, status, last_phase)
+        previous = (body.get("status") or {}).get("conditions") or []
+        said = next((c.get("message") for c in previous if c.get("type") == "Valid"), None)
+        if events or said != str(error):  # each new problem once, not on every pass
+            events.append(("Warning", "InvalidSpec", str(error)))
+        return Outcome(status, events)
+    children = _by_kind(render.render(service, config))
+    outcome = Outcome({})
+    cache = state.cache_state(None, enabled=False, attempt=1)
+    if service.spec.cache.enabled:
+        await _create_once(client, children["PersistentVolumeClaim"])
+        cache = await _cache(client, children["Job"], now, outcome)
+    await _ensure(client, children["Service"])
+    deployment = children["Deployment"]
+    live = await _get(client, deployment)
+    if cache.state in ("succeeded", "disabled") and drifted(deployment, live):
+        live = await objects.apply(client, deployment)
+    name, namespace = service.name, service.metadata.namespace
+    observation = state.Observation(
+        service=service,
+        cache=cache,
+        deployment=live,
+        engine_args=workload.engine_args(service),
+        image=deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        selector=meta.selector_string(service),
+        endpoint=f"http://{name}.{namespace}.svc/v1",
+    )
+    outcome.status = state.status(observation, now)
+    outcome.events += _phase_event(body, outcome.status, last_phase)
+    return outcome

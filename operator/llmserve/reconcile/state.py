@@ -1,0 +1,169 @@
+"""What the children say, in words: the cache state, the phase, conditions and status fields.
+
+Pure functions of the LLMService, the observed children and the time; the reconciler feeds them and
+writes their result. A condition keeps its lastTransitionTime while its status does not change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from llmserve.api.models import LLMService, Phase
+
+CacheState = Literal["disabled", "absent", "running", "succeeded", "failed"]
+RETRY_BASE_SECONDS: Final = 30
+RETRY_MAX_SECONDS: Final = 600
+
+
+@dataclass(frozen=True)
+class Cache:
+    """The model cache as the download Job shows it."""
+
+    state: CacheState
+    reason: str
+    message: str
+    attempt: int = 1
+    failed_at: datetime | None = None
+
+
+def _condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for condition in job.get("status", {}).get("conditions") or []:
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return dict(condition)
+    return None
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An RFC 3339 time of the API server, or None."""
+    return datetime.fromisoformat(value) if value else None
+
+
+def cache_state(job: dict[str, Any] | None, *, enabled: bool, attempt: int) -> Cache:
+    """The cache step from the download Job (`attempt` counts Jobs made for this cache key)."""
+    if not enabled:
+        return Cache("disabled", "CacheDisabled", "spec.cache.enabled is false: engines download")
+    if job is None:
+        return Cache("absent", "DownloadPending", "the download Job is being created", attempt)
+    if (job.get("status", {}).get("succeeded") or 0) > 0:
+        return Cache("succeeded", "Downloaded", "the model is in the cache volume", attempt)
+    failed = _condition(job, "Failed")
+    if failed:
+        message = f"download attempt {attempt} failed: {failed.get('message') or failed['reason']}"
+        when = parse_time(failed.get("lastTransitionTime"))
+        return Cache("failed", failed.get("reason") or "DownloadFailed", message, attempt, when)
+    return Cache("running", "Downloading", f"download attempt {attempt} is running", attempt)
+
+
+def retry_delay(attempt: int) -> int:
+    """Seconds to wait after failed attempt `attempt` (30 s, doubling, at most 10 min)."""
+    return int(min(RETRY_BASE_SECONDS * 2 ** (attempt - 1), RETRY_MAX_SECONDS))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One condition's new state."""
+
+    kind: str
+    holds: bool
+    reason: str
+    message: str
+
+
+def _set(
+    previous: list[dict[str, Any]], verdict: Verdict, now: datetime, generation: int | None
+) -> dict[str, Any]:
+    kind = verdict.kind
+    value = "True" if verdict.holds else "False"
+    old = next((c for c in previous if c.get("type") == kind), None)
+    changed = old is None or old.get("status") != value
+    stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    condition: dict[str, Any] = {
+        "type": kind,
+        "status": value,
+        "reason": verdict.reason,
+        "message": verdict.message,
+        "lastTransitionTime": stamp if changed or old is None else old.get("lastTransitionTime"),
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    return condition
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything the status is computed from."""
+
+    service: LLMService
+    cache: Cache
+    deployment: dict[str, Any] | None
+    engine_args: list[str]
+    image: str
+    selector: str
+    endpoint: str
+
+
+def _phase(cache: Cache, desired: int, ready: int, deployment: dict[str, Any] | None) -> Phase:
+    if cache.state == "failed":
+        return "Failed"
+    if cache.state in ("absent", "running"):
+        return "Downloading"
+    if deployment is None:
+        return "Pending"
+    if desired == 0 or ready >= desired:
+        return "Ready"
+    return "Degraded" if ready > 0 else "Starting"
+
+
+def status(observation: Observation, now: datetime) -> dict[str, Any]:
+    """The whole status of a valid LLMService."""
+    service, cache, deployment = observation.service, observation.cache, observation.deployment
+    previous = (
+        [c.model_dump(by_alias=True) for c in service.status.conditions] if service.status else []
+    )
+    generation = service.metadata.generation
+    live = (deployment or {}).get("status", {})
+    desired = service.spec.replicas
+    ready, replicas = live.get("readyReplicas") or 0, live.get("replicas") or 0
+    cached = cache.state in ("succeeded", "disabled")
+    available = deployment is not None and ready > 0
+    if available:
+        avail_reason, avail_message = "ReplicasReady", f"{ready}/{desired} replicas ready"
+    elif deployment is None:
+        avail_reason, avail_message = (
+            "WaitingForCache",
+            "the engine starts once the model is cached",
+        )
+    else:
+        avail_reason, avail_message = "ReplicasStarting", f"0/{desired} replicas ready: loading"
+    verdicts = [
+        Verdict("Valid", holds=True, reason="Valid", message="the spec passed every check"),
+        Verdict("ModelCached", holds=cached, reason=cache.reason, message=cache.message),
+        Verdict("Available", holds=available, reason=avail_reason, message=avail_message),
+    ]
+    conditions = [_set(previous, v, now, generation) for v in verdicts]
+    return {
+        "phase": _phase(cache, desired, ready, deployment),
+        "conditions": conditions,
+        "replicas": replicas,
+        "readyReplicas": ready,
+        "selector": observation.selector,
+        "endpoint": observation.endpoint,
+        "observedGeneration": generation,
+        "engineArgs": observation.engine_args,
+        "image": observation.image,
+    }
+
+
+def invalid_status(service_body: dict[str, Any], message: str, now: datetime) -> dict[str, Any]:
+    """Status of an LLMService the operator refuses (the API server accepted it)."""
+    meta = service_body.get("metadata", {})
+    previous = (service_body.get("status") or {}).get("conditions") or []
+    generation = meta.get("generation")
+    invalid = Verdict("Valid", holds=False, reason="InvalidSpec", message=message)
+    return {
+        "phase": "Failed",
+        "conditions": [_set(previous, invalid, now, generation)],
+        "observedGeneration": generation,
+    }

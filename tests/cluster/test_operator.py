@@ -1,0 +1,225 @@
+"""The operator on the real control plane: children, status, drift repair, updates, deletion."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.cluster.conftest import Kube, eventually
+from tests.support import ROOT, document
+
+pytestmark = pytest.mark.cluster
+
+
+@contextlib.contextmanager
+def running_operator(kube: Kube, namespace: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`llmserve operator -n NAMESPACE` as a process of its own; stopped by PID afterwards."""
+    with log.open("w") as out:
+        process = subprocess.Popen(  # noqa: S603 - our own command
+            [sys.executable, "-m", "llmserve.cli", "operator", "-n", namespace],
+            env=kube.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def operator(kube: Kube, namespace: str, tmp_path: Path) -> Iterator[Path]:
+    """One operator for the test's namespace, started and leading."""
+    log = tmp_path / "operator.log"
+    with running_operator(kube, namespace, log):
+        eventually(lambda: "Activity 'startup' succeeded" in log.read_text(), what="startup")
+        yield log
+
+
+def apply(kube: Kube, namespace: str, doc: dict[str, Any]) -> None:
+    kube.run("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(doc))
+
+
+def status(kube: Kube, namespace: str, name: str = "llama-8b") -> dict[str, Any]:
+    return kube.json("llms", name, "-n", namespace).get("status") or {}
+
+
+def condition(kube: Kube, namespace: str, kind: str, name: str = "llama-8b") -> dict[str, Any]:
+    found = [c for c in status(kube, namespace, name).get("conditions", []) if c["type"] == kind]
+    return found[0] if found else {}
+
+
+def ready(kube: Kube, namespace: str, name: str = "llama-8b") -> bool:
+    return status(kube, namespace, name).get("phase") == "Ready"
+
+
+def events(kube: Kube, namespace: str) -> list[dict[str, Any]]:
+    selector = "involvedObject.kind=LLMService"
+    return kube.json("events", "-n", namespace, "--field-selector", selector)["items"]
+
+
+SPEC = {"gpuMemoryGiB": 80}
+
+
+@pytest.mark.usefixtures("operator")
+def test_an_llmservice_becomes_ready_with_owned_children_and_a_true_status(
+    kube: Kube, namespace: str
+) -> None:
+    apply(kube, namespace, document(SPEC))
+    eventually(lambda: ready(kube, namespace), what="phase Ready")
+    uid = kube.json("llms", "llama-8b", "-n", namespace)["metadata"]["uid"]
+    for kind, name in [
+        ("pvc", "llama-8b-model-cache"),
+        ("job", "llama-8b-model-download"),
+        ("deployment", "llama-8b"),
+        ("service", "llama-8b"),
+    ]:
+        owners = kube.json(kind, name, "-n", namespace)["metadata"]["ownerReferences"]
+        assert [(o["kind"], o["uid"], o["controller"]) for o in owners] == [
+            ("LLMService", uid, True)
+        ]
+    got = status(kube, namespace)
+    assert got["endpoint"] == f"http://llama-8b.{namespace}.svc/v1"
+    assert got["readyReplicas"] == got["replicas"] == 1
+    assert got["observedGeneration"] == 1
+    assert got["image"] == "vllm/vllm-openai:v0.33.0"
+    assert "--served-model-name" in got["engineArgs"]
+    assert {c["type"]: c["status"] for c in got["conditions"]} == {
+        "Valid": "True",
+        "ModelCached": "True",
+        "Available": "True",
+    }
+    reasons = [e["reason"] for e in events(kube, namespace)]
+    assert "Downloading" in reasons
+    assert "Ready" in reasons
+
+
+@pytest.mark.usefixtures("operator")
+def test_drift_is_repaired_and_foreign_labels_are_left_alone(kube: Kube, namespace: str) -> None:
+    apply(kube, namespace, document(SPEC))
+    eventually(lambda: ready(kube, namespace), what="phase Ready")
+    kube.run("delete", "service", "llama-8b", "-n", namespace)
+    eventually(
+        lambda: (
+            kube.run("get", "service", "llama-8b", "-n", namespace, check=False).returncode == 0
+        ),
+        what="the deleted Service to come back",
+    )
+    kube.run(
+        "set", "image", "deployment/llama-8b", "engine=registry.invalid/evil:1", "-n", namespace
+    )
+    kube.run("label", "deployment", "llama-8b", "team=search", "-n", namespace)
+
+    def image_restored() -> bool:
+        deployment = kube.json("deployment", "llama-8b", "-n", namespace)
+        image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        return image == "vllm/vllm-openai:v0.33.0"
+
+    eventually(image_restored, what="the hand-edited image to be put back")
+    labels = kube.json("deployment", "llama-8b", "-n", namespace)["metadata"]["labels"]
+    assert labels["team"] == "search"
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_spec_that_does_not_fit_fails_with_a_warning_and_no_children(
+    kube: Kube, namespace: str
+) -> None:
+    apply(kube, namespace, document({"model": {"name": "meta-llama/Llama-3.1-70B"}, **SPEC}))
+    eventually(lambda: status(kube, namespace).get("phase") == "Failed", what="phase Failed")
+    valid = condition(kube, namespace, "Valid")
+    assert valid["status"] == "False"
+    assert valid["reason"] == "InvalidSpec"
+    assert "spec.gpus: model does not fit: needs ~150 GiB per GPU, have 72 GiB" in valid["message"]
+    warnings = [e for e in events(kube, namespace) if e["type"] == "Warning"]
+    assert any(e["reason"] == "InvalidSpec" and "spec.gpus" in e["message"] for e in warnings)
+    for kind in ("pvc", "job", "deployment", "service"):
+        assert kube.json(kind, "-n", namespace)["items"] == []
+
+
+@pytest.mark.usefixtures("operator")
+def test_scale_subresource_and_spec_changes_reach_the_deployment(
+    kube: Kube, namespace: str
+) -> None:
+    apply(kube, namespace, document(SPEC))
+    eventually(lambda: ready(kube, namespace), what="phase Ready")
+    before = kube.json("deployment", "llama-8b", "-n", namespace)
+    kube.run("scale", "llms/llama-8b", "-n", namespace, "--replicas=3")
+    eventually(lambda: status(kube, namespace).get("readyReplicas") == 3, what="3 ready replicas")
+    after = kube.json("deployment", "llama-8b", "-n", namespace)
+    hash_key = "llmserve.io/spec-hash"
+    assert after["metadata"]["annotations"][hash_key] == before["metadata"]["annotations"][hash_key]
+    # A spec change rolls the Deployment; a new model re-runs the cache step first.
+    kube.run("patch", "llms", "llama-8b", "-n", namespace, "--type=merge", "-p",
+             json.dumps({"spec": {"model": {"name": "Qwen/Qwen2.5-7B-Instruct"}}}))  # fmt: skip
+
+    def new_model_served() -> bool:
+        job = kube.json("job", "llama-8b-model-download", "-n", namespace)
+        deployment = kube.json("deployment", "llama-8b", "-n", namespace)
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        return (
+            "Qwen/Qwen2.5-7B-Instruct" in job["spec"]["template"]["spec"]["containers"][0]["args"]
+            and "Qwen/Qwen2.5-7B-Instruct" in args
+        )
+
+    eventually(new_model_served, what="a new download and an updated Deployment")
+    eventually(lambda: ready(kube, namespace), what="phase Ready again")
+    assert status(kube, namespace)["observedGeneration"] == 3
+
+
+@pytest.mark.usefixtures("operator")
+def test_without_a_cache_the_engine_starts_at_once(kube: Kube, namespace: str) -> None:
+    apply(kube, namespace, document({**SPEC, "cache": {"enabled": False}}))
+    eventually(lambda: ready(kube, namespace), what="phase Ready")
+    assert kube.json("job", "-n", namespace)["items"] == []
+    assert kube.json("pvc", "-n", namespace)["items"] == []
+    assert condition(kube, namespace, "ModelCached")["reason"] == "CacheDisabled"
+
+
+@pytest.mark.usefixtures("operator")
+def test_deleting_the_llmservice_garbage_collects_its_children(kube: Kube, namespace: str) -> None:
+    apply(kube, namespace, document(SPEC))
+    eventually(lambda: ready(kube, namespace), what="phase Ready")
+    kube.run("delete", "llms", "llama-8b", "-n", namespace, "--timeout=30s")
+
+    def all_gone() -> bool:
+        return all(
+            kube.json(kind, "-n", namespace)["items"] == []
+            for kind in ("pvc", "job", "deployment", "service")
+        )
+
+    eventually(all_gone, what="every child to be garbage-collected")
+
+
+def test_only_the_operator_holding_the_lease_acts_and_a_standby_takes_over(
+    kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    with running_operator(kube, namespace, first) as leader:
+        eventually(lambda: "leading as" in first.read_text(), what="the first to lead")
+        with running_operator(kube, namespace, second):
+            eventually(lambda: "waiting for Lease" in second.read_text(), what="a standby")
+            apply(kube, namespace, document(SPEC))
+            eventually(lambda: ready(kube, namespace), what="phase Ready")
+            assert "Handler 'changed' succeeded" in first.read_text()
+            assert "Handler" not in second.read_text()  # the standby did nothing at all
+            leader.send_signal(signal.SIGKILL)  # no goodbye: the Lease must expire
+            leader.wait()
+            eventually(
+                lambda: "leading as" in second.read_text(), timeout=60, what="the standby to lead"
+            )
+            apply(kube, namespace, document(SPEC, name="second"))
+            eventually(lambda: ready(kube, namespace, "second"), what="the new leader to act")
