@@ -128,10 +128,13 @@ componentsPatches:
 """
 
 
-def node_manifest(index: int, gpus: int, product: str, memory_mib: int) -> dict[str, object]:
-    """A fake GPU node with GPU Feature Discovery labels and a loopback pod CIDR."""
+def node_manifest(
+    index: int, gpus: int, product: str, memory_mib: int, pods: int = 110
+) -> dict[str, object]:
+    """A fake GPU node; CPU grows with the pod count (the proxy alone requests 250m a pod)."""
     name = f"gpu-node-{index}"
-    resources = {"cpu": "64", "memory": "512Gi", "pods": "110", "nvidia.com/gpu": str(gpus)}
+    cpu, memory = max(64, pods // 2), f"{max(512, pods * 2)}Gi"  # GPU labels below
+    resources = {"cpu": str(cpu), "memory": memory, "pods": str(pods), "nvidia.com/gpu": str(gpus)}
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -209,7 +212,9 @@ def start_provisioner(cluster: Cluster) -> None:
     cluster.provisioner_pid.write_text(str(process.pid))
 
 
-def up(cluster: Cluster, nodes: int, gpus: int, product: str, memory_mib: int) -> None:
+def up(  # noqa: PLR0913 - the node shape is five numbers
+    cluster: Cluster, nodes: int, gpus: int, product: str, memory_mib: int, *, pods: int = 110
+) -> None:
     """Build if needed, start the control plane, add GPU nodes and storage."""
     started = time.monotonic()
     testbin.build()
@@ -235,7 +240,7 @@ def up(cluster: Cluster, nodes: int, gpus: int, product: str, memory_mib: int) -
     )  # fmt: skip
     kubeconfig = cluster.kwok_workdir / "clusters" / cluster.name / "kubeconfig.yaml"
     shutil.copyfile(kubeconfig, cluster.kubeconfig)
-    manifests = [node_manifest(i, gpus, product, memory_mib) for i in range(nodes)]
+    manifests = [node_manifest(i, gpus, product, memory_mib, pods) for i in range(nodes)]
     manifests.append(STORAGE_CLASS_MANIFEST)
     for manifest in manifests:  # create, not apply: a Node keeps only the status it is created with
         run(cluster, "kubectl", "create", "-f", "-", stdin=json.dumps(manifest))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import ipaddress
 import json
+import subprocess
 import threading
 import urllib.request
 
@@ -158,3 +159,15 @@ def test_deleting_an_owner_garbage_collects_its_dependents(kube: Kube, namespace
         lambda: kube.run("get", "configmap", "child", "-n", namespace, check=False).returncode != 0,
         what="the garbage collector to delete the child",
     )
+
+
+def test_helm_reports_its_pinned_version(kube: Kube) -> None:
+    done = subprocess.run(
+        ["helm", "version", "--short"],  # noqa: S607 - helm of the test cluster, first on PATH
+        env=kube.env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.startswith("v4.2.4")

@@ -223,3 +223,23 @@ def test_only_the_operator_holding_the_lease_acts_and_a_standby_takes_over(
             )
             apply(kube, namespace, document(SPEC, name="second"))
             eventually(lambda: ready(kube, namespace, "second"), what="the new leader to act")
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_missing_storage_class_and_a_stuck_job_do_not_block_deletion(
+    kube: Kube, namespace: str
+) -> None:
+    apply(kube, namespace, document({**SPEC, "cache": {"storageClassName": "no-such-class"}}))
+    eventually(
+        lambda: status(kube, namespace).get("phase") == "Downloading", what="a stuck download"
+    )
+    claim = kube.json("pvc", "llama-8b-model-cache", "-n", namespace)
+    assert claim["status"]["phase"] == "Pending"
+    assert kube.json("llms", "llama-8b", "-n", namespace)["metadata"].get("finalizers") is None
+    kube.run("delete", "llms", "llama-8b", "-n", namespace, "--timeout=20s")
+    eventually(
+        lambda: all(
+            kube.json(kind, "-n", namespace)["items"] == [] for kind in ("pvc", "job", "service")
+        ),
+        what="the children of the deleted LLMService to go",
+    )

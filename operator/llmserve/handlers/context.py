@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubernetes_asyncio.client import ApiClient
 
@@ -25,3 +26,11 @@ class Context:
     """Set while this process may act: it holds a freshly renewed Lease (or elects no leader)."""
     phases: dict[tuple[str, str], str] = field(default_factory=dict)
     """The last phase written per LLMService: bodies from events can be older than that."""
+    bodies: dict[tuple[str, str], Any] = field(default_factory=dict)
+    """The latest body of every watched LLMService (kopf.Body), by (namespace, name)."""
+
+    def forget(self, key: tuple[str, str]) -> None:
+        """Drop what is kept about a deleted LLMService."""
+        self.bodies.pop(key, None)
+        self.phases.pop(key, None)
+        self.locks.pop(key, None)

@@ -18,6 +18,7 @@ from kubernetes_asyncio.client import ApiClient
 from llmserve.api.config import OperatorConfig
 from llmserve.api.models import GROUP
 from llmserve.handlers.context import Context
+from llmserve.handlers.llmservice import resettle_forever
 from llmserve.kube import lease
 
 CONFIG_ENV = "LLMSERVE_CONFIG"
@@ -99,13 +100,14 @@ async def startup(
         await _lead(client, election, logger)
         memo.leading = asyncio.create_task(_keep_leading(ctx, election, logger))
     ctx.leading.set()
+    memo.resettling = asyncio.create_task(resettle_forever(ctx))
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     """Stop renewing the Lease (it expires for the next leader) and close the connections."""
-    leading: asyncio.Task[None] | None = memo.get("leading")
-    if leading is not None:
-        leading.cancel()
+    for task in (memo.get("leading"), memo.get("resettling")):
+        if task is not None:
+            task.cancel()
     ctx: Context = memo.ctx
     await ctx.client.close()

@@ -1,7 +1,15 @@
-"""Handlers of LLMService itself: every change, every resumption, and a timer while it settles."""
+"""Handlers of LLMService itself: every change, every resumption, and a resettle loop.
+
+The resettle loop is one task for the whole operator rather than a kopf timer per object, because
+kopf puts a finalizer on every object that has a timer, and a finalizer would let a stopped
+operator block the deletion of LLMServices. Nothing here needs one: children go by garbage
+collection.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,18 +18,13 @@ import kopf
 from llmserve import reconcile
 from llmserve.api.models import GROUP, PLURAL, VERSION
 from llmserve.handlers.context import Context
+from llmserve.kube import objects
 from llmserve.kube.errors import RejectedChild
 
 RESETTLE_SECONDS = 20
 """How often an LLMService that is not Ready is looked at again (download back-off, slow starts)."""
 
-
-@kopf.index(GROUP, VERSION, PLURAL)
-def llmservices(
-    namespace: str | None, name: str, body: kopf.Body, **_: Any
-) -> dict[tuple[str | None, str], kopf.Body]:
-    """Bodies by (namespace, name), so child events reach their owner without a GET."""
-    return {(namespace, name): body}
+log = logging.getLogger(__name__)
 
 
 async def run(body: kopf.Body, ctx: Context) -> reconcile.Outcome:
@@ -42,6 +45,26 @@ async def run(body: kopf.Body, ctx: Context) -> reconcile.Outcome:
     return outcome
 
 
+async def run_and_write(body: kopf.Body, ctx: Context) -> None:
+    """A pass outside kopf's own handlers (child events, resettling): write the status if new."""
+    outcome = await run(body, ctx)
+    current = body.get("status") or {}
+    if any(current.get(key) != value for key, value in outcome.status.items()):
+        meta = body["metadata"]
+        await objects.patch_status(ctx.client, meta["namespace"], meta["name"], outcome.status)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def track(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:  # noqa: A002
+    """Keep the latest body of every LLMService, for child events and the resettle loop."""
+    ctx: Context = memo.ctx
+    key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    if type == "DELETED":
+        ctx.forget(key)
+    else:
+        ctx.bodies[key] = body
+
+
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
@@ -51,16 +74,24 @@ async def changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any)
     patch.status.update(outcome.status)
 
 
-def _settling(status: kopf.Status, **_: Any) -> bool:
+def settling(status: dict[str, Any]) -> bool:
+    """Not Ready yet, and not refused: worth another look."""
     conditions: list[dict[str, Any]] = status.get("conditions") or []
     valid = next((c for c in conditions if c.get("type") == "Valid"), {})
     return status.get("phase") != "Ready" and valid.get("status") != "False"
 
 
-@kopf.timer(
-    GROUP, VERSION, PLURAL, interval=RESETTLE_SECONDS, idle=RESETTLE_SECONDS, when=_settling
-)
-async def settle(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    """Look again at an LLMService that is not Ready yet: a due download retry, a missed event."""
-    outcome = await run(body, memo.ctx)
-    patch.status.update(outcome.status)
+async def resettle_forever(ctx: Context) -> None:
+    """Look again, every RESETTLE_SECONDS, at each LLMService that is not Ready yet.
+
+    For a download retry that is due, a start that took long, an event that was missed.
+    """
+    while True:
+        await asyncio.sleep(RESETTLE_SECONDS)
+        for body in list(ctx.bodies.values()):
+            if not settling(body.get("status") or {}):
+                continue
+            try:
+                await run_and_write(body, ctx)
+            except Exception:  # a background loop: log, and look again next round
+                log.exception("resettling %s failed", body["metadata"]["name"])

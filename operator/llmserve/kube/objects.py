@@ -57,85 +57,80 @@ def _reason(error: ApiException) -> str:
         return str(error.reason)
 
 
-async def get(
-    client: ApiClient, api_version: str, kind: str, namespace: str, name: str
+async def _call(  # noqa: PLR0913 - the options of one request, keyword-only
+    client: ApiClient,
+    method: str,
+    path: str,
+    what: str,
+    *,
+    body: Any = None,  # noqa: ANN401 - a JSON body
+    content_type: str = "application/json",
+    query: list[tuple[str, str]] | None = None,
+    missing_ok: bool = False,
 ) -> dict[str, Any] | None:
-    """The object, or None when it does not exist."""
+    """One request; None when the object is missing and that is fine, else a domain error."""
     try:
         result: dict[str, Any] = await client.call_api(
-            _path(api_version, kind, namespace, name),
-            "GET",
+            path,
+            method,
+            query_params=query or [],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            body=body,
             response_types_map=_JSON,
             auth_settings=["BearerToken"],
             _return_http_data_only=True,
         )
     except ApiException as error:
-        if error.status == NOT_FOUND:
+        if missing_ok and error.status == NOT_FOUND:
             return None
-        raise _translate(error, f"{kind} {namespace}/{name}") from error
+        raise _translate(error, what) from error
     except aiohttp.ClientError as error:
-        raise _translate(error, f"{kind} {namespace}/{name}") from error
+        raise _translate(error, what) from error
     return result
+
+
+async def get(
+    client: ApiClient, api_version: str, kind: str, namespace: str, name: str
+) -> dict[str, Any] | None:
+    """The object, or None when it does not exist."""
+    path = _path(api_version, kind, namespace, name)
+    return await _call(client, "GET", path, f"{kind} {namespace}/{name}", missing_ok=True)
 
 
 async def apply(client: ApiClient, manifest: dict[str, Any]) -> dict[str, Any]:
     """Server-side apply a whole manifest as `llmserve`, taking over fields others changed."""
     meta = manifest["metadata"]
-    what = f"{manifest['kind']} {meta['namespace']}/{meta['name']}"
-    try:
-        result: dict[str, Any] = await client.call_api(
-            _path(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"]),
-            "PATCH",
-            query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-            header_params={
-                "Content-Type": "application/apply-patch+yaml",
-                "Accept": "application/json",
-            },
-            body=manifest,
-            response_types_map=_JSON,
-            auth_settings=["BearerToken"],
-            _return_http_data_only=True,
-        )
-    except (ApiException, aiohttp.ClientError) as error:
-        raise _translate(error, what) from error
-    return result
+    path = _path(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
+    result = await _call(
+        client,
+        "PATCH",
+        path,
+        f"{manifest['kind']} {meta['namespace']}/{meta['name']}",
+        body=manifest,
+        content_type="application/apply-patch+yaml",  # JSON is YAML
+        query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+    )
+    return result or {}
 
 
 async def delete(client: ApiClient, api_version: str, kind: str, namespace: str, name: str) -> None:
     """Delete with background propagation; a missing object is already deleted."""
-    try:
-        await client.call_api(
-            _path(api_version, kind, namespace, name),
-            "DELETE",
-            body={"propagationPolicy": "Background"},
-            header_params={"Content-Type": "application/json"},
-            response_types_map=_JSON,
-            auth_settings=["BearerToken"],
-            _return_http_data_only=True,
-        )
-    except ApiException as error:
-        if error.status != NOT_FOUND:
-            raise _translate(error, f"{kind} {namespace}/{name}") from error
-    except aiohttp.ClientError as error:
-        raise _translate(error, f"{kind} {namespace}/{name}") from error
+    path = _path(api_version, kind, namespace, name)
+    body = {"propagationPolicy": "Background"}
+    await _call(client, "DELETE", path, f"{kind} {namespace}/{name}", body=body, missing_ok=True)
 
 
 async def patch_status(
     client: ApiClient, namespace: str, name: str, status: dict[str, Any]
 ) -> None:
     """Merge-patch an LLMService's status subresource; a deleted LLMService needs no status."""
-    try:
-        await client.call_api(
-            _path(f"{GROUP}/{VERSION}", "LLMService", namespace, name) + "/status",
-            "PATCH",
-            header_params={"Content-Type": "application/merge-patch+json"},
-            body={"status": status},
-            response_types_map=_JSON,
-            auth_settings=["BearerToken"],
-            _return_http_data_only=True,
-        )
-    except ApiException as error:
-        if error.status != NOT_FOUND:
-            raise _translate(error, f"LLMService {namespace}/{name} status") from error
-    except aiohttp.ClientError as error:
-        raise _translate(error, f"LLMService {namespace}/{name} status") from error
+    path = _path(f"{GROUP}/{VERSION}", "LLMService", namespace, name) + "/status"
+    await _call(
+        client,
+        "PATCH",
+        path,
+        f"LLMService {namespace}/{name} status",
+        body={"status": status},
+        content_type="application/merge-patch+json",
+        missing_ok=True,
+    )

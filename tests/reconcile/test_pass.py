@@ -1,0 +1,157 @@
+"""One reconcile pass against an in-memory API: what it creates, when, and what it reports.
+
+The cluster tests prove the same against a real API server; these pin down the timing rules
+(download back-off, the cache gate) that a real cluster makes slow or awkward to provoke.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from tests.support import document
+
+from llmserve import reconcile
+from llmserve.api.config import OperatorConfig
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+Key = tuple[str, str, str]
+
+
+class FakeObjects:
+    """The four calls of llmserve.kube.objects the pass makes, over a dict."""
+
+    def __init__(self) -> None:
+        self.store: dict[Key, dict[str, Any]] = {}
+        self.calls: list[tuple[str, str]] = []
+
+    async def get(self, _: object, __: str, kind: str, ns: str, name: str) -> dict[str, Any] | None:
+        stored = self.store.get((kind, ns, name))
+        return copy.deepcopy(stored) if stored else None
+
+    async def apply(self, _: object, manifest: dict[str, Any]) -> dict[str, Any]:
+        key = (manifest["kind"], manifest["metadata"]["namespace"], manifest["metadata"]["name"])
+        self.calls.append(("apply", manifest["kind"]))
+        status = self.store.get(key, {}).get("status", {})
+        self.store[key] = {**copy.deepcopy(manifest), "status": status}
+        return copy.deepcopy(self.store[key])
+
+    async def delete(self, _: object, __: str, kind: str, ns: str, name: str) -> None:
+        self.calls.append(("delete", kind))
+        self.store.pop((kind, ns, name), None)
+
+    def set_status(self, kind: str, name: str, status: dict[str, Any]) -> None:
+        self.store[(kind, "ml", name)]["status"] = status
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> FakeObjects:
+    fake = FakeObjects()
+    for name in ("get", "apply", "delete"):
+        monkeypatch.setattr(reconcile.objects, name, getattr(fake, name))
+    return fake
+
+
+BODY = document({"gpuMemoryGiB": 80}, namespace="ml", uid="u-1", generation=1)
+
+
+def run(body: dict[str, Any] = BODY, now: datetime = T0) -> reconcile.Outcome:
+    return asyncio.run(reconcile.reconcile(copy.deepcopy(body), None, OperatorConfig(), now))  # type: ignore[arg-type]
+
+
+FAILED_AT = (T0 + timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+FAILED = {
+    "conditions": [
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+         "message": "Job has reached the specified backoff limit", "lastTransitionTime": FAILED_AT}
+    ]
+}  # fmt: skip
+
+
+def test_the_first_pass_starts_the_download_and_holds_the_engine_back(api: FakeObjects) -> None:
+    outcome = run()
+    assert sorted(kind for kind, _, _ in api.store) == ["Job", "PersistentVolumeClaim", "Service"]
+    assert outcome.status["phase"] == "Downloading"
+    assert ("Normal", "Downloading") in [(k, r) for k, r, _ in outcome.events]
+    job = api.store[("Job", "ml", "llama-8b-model-download")]
+    assert job["metadata"]["annotations"]["llmserve.io/attempt"] == "1"
+
+
+def test_the_engine_starts_once_the_model_is_cached_then_turns_ready(api: FakeObjects) -> None:
+    run()
+    api.set_status("Job", "llama-8b-model-download", {"succeeded": 1})
+    assert run().status["phase"] == "Starting"
+    assert ("Deployment", "ml", "llama-8b") in api.store
+    api.set_status("Deployment", "llama-8b", {"replicas": 1, "readyReplicas": 1})
+    outcome = run()
+    assert outcome.status["phase"] == "Ready"
+    assert outcome.status["readyReplicas"] == 1
+
+
+def test_a_settled_service_costs_no_writes(api: FakeObjects) -> None:
+    run()
+    api.set_status("Job", "llama-8b-model-download", {"succeeded": 1})
+    run()
+    api.calls.clear()
+    run()
+    run()
+    assert api.calls == []
+
+
+def test_a_failed_download_waits_its_back_off_then_retries(api: FakeObjects) -> None:
+    run()
+    api.set_status("Job", "llama-8b-model-download", FAILED)
+    early = run(now=T0 + timedelta(seconds=15))
+    assert early.status["phase"] == "Failed"
+    cached = next(c for c in early.status["conditions"] if c["type"] == "ModelCached")
+    assert cached["status"] == "False"
+    assert cached["reason"] == "BackoffLimitExceeded"
+    assert "retrying in 30 s" in cached["message"]
+    assert early.retry_after == pytest.approx(20)
+    assert ("delete", "Job") not in api.calls
+    later = run(now=T0 + timedelta(seconds=36))
+    job = api.store[("Job", "ml", "llama-8b-model-download")]
+    assert job["metadata"]["annotations"]["llmserve.io/attempt"] == "2"
+    assert ("Normal", "RetryingDownload") in [(k, r) for k, r, _ in later.events]
+    assert later.status["phase"] == "Downloading"
+
+
+def test_the_second_failure_waits_twice_as_long(api: FakeObjects) -> None:
+    run()
+    api.set_status("Job", "llama-8b-model-download", FAILED)
+    run(now=T0 + timedelta(seconds=36))  # attempt 2 starts
+    api.set_status("Job", "llama-8b-model-download", FAILED)
+    outcome = run(now=T0 + timedelta(seconds=40))
+    assert outcome.retry_after == pytest.approx(60 - 35)
+
+
+def test_a_new_model_replaces_the_download_job(api: FakeObjects) -> None:
+    run()
+    api.set_status("Job", "llama-8b-model-download", {"succeeded": 1})
+    run()
+    changed = copy.deepcopy(BODY)
+    changed["spec"]["model"]["name"] = "Qwen/Qwen2.5-7B-Instruct"
+    api.calls.clear()
+    outcome = run(changed)
+    assert ("delete", "Job") in api.calls
+    job = api.store[("Job", "ml", "llama-8b-model-download")]
+    assert "Qwen/Qwen2.5-7B-Instruct" in job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert outcome.status["phase"] == "Downloading"
+    # The old engine keeps serving until the new model is in.
+    deployment = api.store[("Deployment", "ml", "llama-8b")]
+    assert (
+        "meta-llama/Llama-3.1-8B-Instruct"
+        in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+
+
+def test_an_invalid_spec_fails_without_children(api: FakeObjects) -> None:
+    body = document({"gpuMemoryGiB": 80, "model": {"name": "org/big-70B"}}, namespace="ml")
+    outcome = run(body)
+    assert api.store == {}
+    assert outcome.status["phase"] == "Failed"
+    assert [r for _, r, _ in outcome.events] == ["Failed", "InvalidSpec"]
+    assert "spec.gpus" in outcome.status["conditions"][0]["message"]
