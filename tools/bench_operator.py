@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -109,20 +108,10 @@ def main() -> int:
     try:
         cluster_tool.up(handle, nodes=2, gpus=1000, product=cluster_tool.DEFAULT_PRODUCT,
                         memory_mib=cluster_tool.DEFAULT_MEMORY_MIB, pods=1200)  # fmt: skip
-        kubectl(handle, "apply", "--server-side", "-f", str(ROOT / "crds"))
-        kubectl(handle, "wait", "--for=condition=Established", "crd/llmservices.llmserve.io")
+        cluster_tool.install_crd(handle)
         kubectl(handle, "create", "namespace", NAMESPACE)
         cluster_tool.wait_ready(handle)
-        log = workdir / "operator.log"
-        with log.open("w") as out:
-            operator = subprocess.Popen(
-                [str(ROOT / ".venv" / "bin" / "llmserve"), "operator", "-n", NAMESPACE],
-                env=handle.env(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        while "leading as" not in log.read_text():
-            time.sleep(0.2)
+        operator = cluster_tool.start_operator(handle, NAMESPACE, workdir / "operator.log")
         figures = measure(handle, args.count, args.timeout)
         rss = peak_rss_mib(operator.pid)
         print(f"\nLLMServices:                      {args.count}")

@@ -252,6 +252,33 @@ def up(  # noqa: PLR0913 - the node shape is five numbers
     log("  kubectl get nodes -L nvidia.com/gpu.product")
 
 
+def install_crd(cluster: Cluster) -> None:
+    """Apply the LLMService CRD and wait until the API server serves it."""
+    run(cluster, "kubectl", "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    run(cluster, "kubectl", "wait", "--for=condition=Established", "crd/llmservices.llmserve.io")
+
+
+def start_operator(cluster: Cluster, namespace: str, log: Path) -> subprocess.Popen[bytes]:
+    """`llmserve operator -n NAMESPACE` of this checkout, in a session of its own, logging to `log`.
+
+    Returns once it leads (holds its Lease), so what follows is handled at once.
+    """
+    with log.open("a") as out:
+        process = subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "llmserve"), "operator", "-n", namespace],
+            env=cluster.env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # may outlive its starter (`make demo`); stopped by PID
+        )
+    deadline = time.monotonic() + 60
+    while "leading as" not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"error: the operator did not start; see {log}")
+        time.sleep(0.2)
+    return process
+
+
 def recorded_pids(cluster: Cluster) -> list[int]:
     """PIDs of every process the cluster started, from their pid files."""
     pids = []

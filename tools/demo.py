@@ -9,7 +9,6 @@ poke at; `make cluster-down` stops it all, the operator included.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,15 +32,8 @@ def start_operator(handle: cluster_tool.Cluster) -> None:
         print(f"operator already running (pid {pid_file.read_text()})")
         return
     log = handle.workdir / "operator.log"
-    with log.open("a") as out:
-        process = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "llmserve"), "operator", "-n", NAMESPACE],
-            env=handle.env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # outlives `make demo`; `make cluster-down` stops it
-        )
-    pid_file.write_text(str(process.pid))
+    process = cluster_tool.start_operator(handle, NAMESPACE, log)  # outlives `make demo`
+    pid_file.write_text(str(process.pid))  # `make cluster-down` stops it by this PID
     print(f"operator started (pid {process.pid}, log {log})")
 
 
@@ -75,8 +67,7 @@ def main() -> int:
         product=cluster_tool.DEFAULT_PRODUCT,
         memory_mib=cluster_tool.DEFAULT_MEMORY_MIB,
     )
-    kubectl(handle, "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    kubectl(handle, "wait", "--for=condition=Established", "crd/llmservices.llmserve.io")
+    cluster_tool.install_crd(handle)
     namespace = kubectl(handle, "create", "namespace", NAMESPACE, "--dry-run=client", "-o", "yaml")
     cluster_tool.run(handle, "kubectl", "apply", "-f", "-", stdin=namespace)
     start_operator(handle)
