@@ -17,9 +17,20 @@ MANAGED = {"app.kubernetes.io/managed-by": "llmserve"}
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
 @kopf.on.event("", "v1", "services", labels=MANAGED)
 @kopf.on.event("", "v1", "persistentvolumeclaims", labels=MANAGED)
-async def child_event(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+async def child_event(
+    type: str | None,  # noqa: A002 - kopf's name for the event type
+    body: kopf.Body,
+    namespace: str | None,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
     """A Deployment got ready, a Job finished, someone edited or deleted a child: look again."""
     ctx: Context = memo.ctx
+    key = (body["kind"], namespace or "", body["metadata"]["name"])
+    if type == "DELETED":
+        ctx.children.pop(key, None)
+    else:
+        ctx.children[key] = dict(body)
     owners = [o for o in body["metadata"].get("ownerReferences") or [] if o.get("kind") == KIND]
     for owner in owners:
         parent = ctx.bodies.get((namespace or "", owner["name"]))

@@ -28,6 +28,8 @@ class Context:
     """The last phase written per LLMService: bodies from events can be older than that."""
     bodies: dict[tuple[str, str], Any] = field(default_factory=dict)
     """The latest body of every watched LLMService (kopf.Body), by (namespace, name)."""
+    children: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    """The latest state of every child we made, by (kind, namespace, name), from watch events."""
 
     def forget(self, key: tuple[str, str]) -> None:
         """Drop what is kept about a deleted LLMService."""

@@ -33,8 +33,9 @@ async def run(body: kopf.Body, ctx: Context) -> reconcile.Outcome:
     await ctx.leading.wait()  # while the Lease cannot be renewed, hold every pass back
     async with ctx.locks[key]:
         try:
+            known = reconcile.Known(ctx.phases.get(key), ctx.children)
             outcome = await reconcile.reconcile(
-                dict(body), ctx.client, ctx.config, datetime.now(UTC), ctx.phases.get(key)
+                dict(body), ctx.client, ctx.config, datetime.now(UTC), known
             )
         except RejectedChild as error:
             kopf.event(body, type="Warning", reason="ChildRejected", message=str(error))

@@ -9,6 +9,7 @@ one keeps serving). The result is a status and the events to post.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -40,24 +41,50 @@ def _by_kind(children: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {child["kind"]: child for child in children}
 
 
+Seen = Mapping[tuple[str, str, str], dict[str, Any]]
+"""Children as the operator's watch last saw them, by (kind, namespace, name)."""
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the operator process knows better than the body a pass is handed."""
+
+    last_phase: str | None = None
+    """The phase this process wrote last (an event's body can be older)."""
+    children: Seen = field(default_factory=dict)
+    """Children from the watch: saves reading the PVC, Service and Deployment. The Job, which a
+    pass may delete and recreate, is always read fresh."""
+
+
 async def _get(client: ApiClient, child: dict[str, Any]) -> dict[str, Any] | None:
     m = child["metadata"]
     return await objects.get(client, child["apiVersion"], child["kind"], m["namespace"], m["name"])
 
 
-async def _ensure(client: ApiClient, child: dict[str, Any]) -> dict[str, Any]:
+async def _live(client: ApiClient, child: dict[str, Any], seen: Seen) -> dict[str, Any] | None:
+    """The child as the watch saw it, else as the API server has it.
+
+    A stale copy can only make us apply once more than needed (server-side apply of the same
+    fields changes nothing), never skip a needed apply for long: every change comes as an event.
+    """
+    m = child["metadata"]
+    known = seen.get((child["kind"], m["namespace"], m["name"]))
+    return known if known is not None else await _get(client, child)
+
+
+async def _ensure(client: ApiClient, child: dict[str, Any], seen: Seen) -> dict[str, Any]:
     """Apply the child unless the live object already holds everything we render."""
-    live = await _get(client, child)
+    live = await _live(client, child, seen)
     return await objects.apply(client, child) if drifted(child, live) else live or {}
 
 
-async def _create_once(client: ApiClient, child: dict[str, Any]) -> None:
+async def _create_once(client: ApiClient, child: dict[str, Any], seen: Seen) -> None:
     """Create the cache volume once and never touch it again.
 
     A bound claim's size can only grow, and only on StorageClasses that allow it, and its access
     modes never change: resizing is a deliberate act for the user, not something to retry.
     """
-    if await _get(client, child) is None:
+    if await _live(client, child, seen) is None:
         await objects.apply(client, child)
 
 
@@ -123,12 +150,11 @@ async def reconcile(
     client: ApiClient,
     config: OperatorConfig,
     now: datetime,
-    last_phase: str | None = None,
+    known: Known | None = None,
 ) -> Outcome:
-    """One pass: check, apply what is missing or drifted, observe, and say what happened.
-
-    `last_phase` is the phase this process wrote last, when it knows better than `body`.
-    """
+    """One pass: check, apply what is missing or drifted, observe, and say what happened."""
+    known = known or Known()
+    last_phase, seen = known.last_phase, known.children
     try:
         service = parse_llmservice(body)
         render.check(service, config)
@@ -144,11 +170,11 @@ async def reconcile(
     outcome = Outcome({})
     cache = state.cache_state(None, enabled=False, attempt=1)
     if service.spec.cache.enabled:
-        await _create_once(client, children["PersistentVolumeClaim"])
+        await _create_once(client, children["PersistentVolumeClaim"], seen)
         cache = await _cache(client, children["Job"], now, outcome)
-    await _ensure(client, children["Service"])
+    await _ensure(client, children["Service"], seen)
     deployment = children["Deployment"]
-    live = await _get(client, deployment)
+    live = await _live(client, deployment, seen)
     if cache.state in ("succeeded", "disabled") and drifted(deployment, live):
         live = await objects.apply(client, deployment)
     name, namespace = service.name, service.metadata.namespace
