@@ -157,7 +157,7 @@ async def reconcile(
     last_phase, seen = known.last_phase, known.children
     try:
         service = parse_llmservice(body)
-        render.check(service, config)
+        rendered = render.render(service, config)  # runs render.check: refuses what cannot run
     except InvalidSpec as error:
         status = state.invalid_status(body, str(error), now)
         events = _phase_event(body, status, last_phase)
@@ -166,7 +166,7 @@ async def reconcile(
         if events or said != str(error):  # each new problem once, not on every pass
             events.append(("Warning", "InvalidSpec", str(error)))
         return Outcome(status, events)
-    children = _by_kind(render.render(service, config))
+    children = _by_kind(rendered)
     outcome = Outcome({})
     cache = state.cache_state(None, enabled=False, attempt=1)
     if service.spec.cache.enabled:
