@@ -128,8 +128,18 @@ componentsPatches:
 """
 
 
-def node_manifest(
-    index: int, gpus: int, product: str, memory_mib: int, pods: int = 110
+def pod_cidr(index: int, *, loopback: bool) -> str:
+    """Node `index`'s pod range: loopback (a test may serve a pod's IP), or a private /16.
+
+    The API server refuses loopback addresses in Endpoints and EndpointSlices, so with loopback
+    pods the endpoint controllers retry every Service's update forever: harmless for tests, but
+    a benchmark would measure those retries rather than the operator.
+    """
+    return f"{POD_CIDR_PREFIX}.{index}.0/24" if loopback else f"10.{128 + index}.0.0/16"
+
+
+def node_manifest(  # noqa: PLR0913 - the node shape
+    index: int, gpus: int, product: str, memory_mib: int, pods: int = 110, *, loopback: bool = True
 ) -> dict[str, object]:
     """A fake GPU node; CPU grows with the pod count (the proxy alone requests 250m a pod)."""
     name = f"gpu-node-{index}"
@@ -152,7 +162,7 @@ def node_manifest(
                 "nvidia.com/gpu.count": str(gpus),
             },
         },
-        "spec": {"podCIDR": f"{POD_CIDR_PREFIX}.{index}.0/24"},
+        "spec": {"podCIDR": pod_cidr(index, loopback=loopback)},
         # Nodes accept status on create only: kwok keeps it, an update would reset it.
         "status": {"capacity": resources, "allocatable": resources},
     }
@@ -213,7 +223,14 @@ def start_provisioner(cluster: Cluster) -> None:
 
 
 def up(  # noqa: PLR0913 - the node shape is five numbers
-    cluster: Cluster, nodes: int, gpus: int, product: str, memory_mib: int, *, pods: int = 110
+    cluster: Cluster,
+    nodes: int,
+    gpus: int,
+    product: str,
+    memory_mib: int,
+    *,
+    pods: int = 110,
+    loopback: bool = True,
 ) -> None:
     """Build if needed, start the control plane, add GPU nodes and storage."""
     started = time.monotonic()
@@ -240,7 +257,9 @@ def up(  # noqa: PLR0913 - the node shape is five numbers
     )  # fmt: skip
     kubeconfig = cluster.kwok_workdir / "clusters" / cluster.name / "kubeconfig.yaml"
     shutil.copyfile(kubeconfig, cluster.kubeconfig)
-    manifests = [node_manifest(i, gpus, product, memory_mib, pods) for i in range(nodes)]
+    manifests = [
+        node_manifest(i, gpus, product, memory_mib, pods, loopback=loopback) for i in range(nodes)
+    ]
     manifests.append(STORAGE_CLASS_MANIFEST)
     for manifest in manifests:  # create, not apply: a Node keeps only the status it is created with
         run(cluster, "kubectl", "create", "-f", "-", stdin=json.dumps(manifest))
@@ -258,15 +277,25 @@ def install_crd(cluster: Cluster) -> None:
     run(cluster, "kubectl", "wait", "--for=condition=Established", "crd/llmservices.llmserve.io")
 
 
-def start_operator(cluster: Cluster, namespace: str, log: Path) -> subprocess.Popen[bytes]:
+def start_operator(
+    cluster: Cluster, namespace: str, log: Path, python: Path | None = None
+) -> subprocess.Popen[bytes]:
     """`llmserve operator -n NAMESPACE` of this checkout, in a session of its own, logging to `log`.
 
+    `python`: an interpreter of another environment to run it with (the benchmark's, which holds
+    the runtime dependencies only), with this checkout's source on its path.
     Returns once it leads (holds its Lease), so what follows is handled at once.
     """
+    env = cluster.env()
+    if python is None:
+        argv = [str(ROOT / ".venv" / "bin" / "llmserve"), "operator", "-n", namespace]
+    else:
+        argv = [str(python), "-m", "llmserve.cli", "operator", "-n", namespace]
+        env["PYTHONPATH"] = str(ROOT / "operator")
     with log.open("a") as out:
         process = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "llmserve"), "operator", "-n", namespace],
-            env=cluster.env(),
+            argv,
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # may outlive its starter (`make demo`); stopped by PID

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import socket
@@ -198,6 +199,8 @@ def cmd_operator(args: argparse.Namespace, _: TextIO, __: TextIO) -> int:
         identity = f"{socket.gethostname()}-{os.getpid()}"
         memo.election = Election(namespace, args.lease_name, identity)
     kopf.configure(verbose=args.verbose)
+    if not args.verbose:  # not a line per watch event: our own lines say what each pass did
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
         clusterwide=args.all_namespaces,
         namespaces=args.namespace or (),

@@ -48,7 +48,7 @@ def test_sigkill_in_the_middle_of_twenty_then_restart_converges_without_duplicat
         for name in names:
             apply(kube, namespace, document(CPU, name=name))
         # Kill it while it works: some services have all their children, some a few, some none.
-        eventually(lambda: "Handler 'changed' succeeded" in (tmp_path / "first.log").read_text(),
+        eventually(lambda: "status written" in (tmp_path / "first.log").read_text(),
                    what="the first pass to finish")  # fmt: skip
         first.send_signal(signal.SIGKILL)
         first.wait()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,41 +17,67 @@ from tests.support import document
 
 from llmserve import reconcile
 from llmserve.api.config import OperatorConfig
+from llmserve.reconcile.seen import Seen
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 Key = tuple[str, str, str]
 
 
 class FakeObjects:
-    """The four calls of llmserve.kube.objects the pass makes, over a dict."""
+    """The calls of llmserve.kube.objects the pass makes, over a dict, with a watch that keeps
+    `seen` up to date (unless `watching` is off: a watch that lags)."""
 
     def __init__(self) -> None:
         self.store: dict[Key, dict[str, Any]] = {}
         self.calls: list[tuple[str, str]] = []
+        self.seen = Seen()
+        self.watching = True
+        self.uids = itertools.count(1)
+
+    def _event(self, obj: dict[str, Any]) -> None:
+        if self.watching:
+            self.seen.observe(copy.deepcopy(obj))
 
     async def get(self, _: object, __: str, kind: str, ns: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get", kind))
         stored = self.store.get((kind, ns, name))
         return copy.deepcopy(stored) if stored else None
+
+    async def create(self, _: object, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        key = (manifest["kind"], manifest["metadata"]["namespace"], manifest["metadata"]["name"])
+        self.calls.append(("create", manifest["kind"]))
+        if key in self.store:
+            return None
+        return await self._write(key, manifest)
 
     async def apply(self, _: object, manifest: dict[str, Any]) -> dict[str, Any]:
         key = (manifest["kind"], manifest["metadata"]["namespace"], manifest["metadata"]["name"])
         self.calls.append(("apply", manifest["kind"]))
-        status = self.store.get(key, {}).get("status", {})
-        self.store[key] = {**copy.deepcopy(manifest), "status": status}
+        return await self._write(key, manifest)
+
+    async def _write(self, key: Key, manifest: dict[str, Any]) -> dict[str, Any]:
+        old = self.store.get(key, {})
+        obj = copy.deepcopy(manifest)
+        obj["metadata"]["uid"] = old.get("metadata", {}).get("uid") or f"uid-{next(self.uids)}"
+        self.store[key] = {**obj, "status": old.get("status", {})}
+        self._event(self.store[key])
         return copy.deepcopy(self.store[key])
 
     async def delete(self, _: object, __: str, kind: str, ns: str, name: str) -> None:
         self.calls.append(("delete", kind))
-        self.store.pop((kind, ns, name), None)
+        gone = self.store.pop((kind, ns, name), None)
+        if gone and self.watching:
+            self.seen.vanished(gone)
 
     def set_status(self, kind: str, name: str, status: dict[str, Any]) -> None:
         self.store[(kind, "ml", name)]["status"] = status
+        self._event(self.store[(kind, "ml", name)])
 
 
 @pytest.fixture
 def api(monkeypatch: pytest.MonkeyPatch) -> FakeObjects:
     fake = FakeObjects()
-    for name in ("get", "apply", "delete"):
+    for name in ("get", "create", "apply", "delete"):
         monkeypatch.setattr(reconcile.objects, name, getattr(fake, name))
     return fake
 
@@ -58,8 +85,12 @@ def api(monkeypatch: pytest.MonkeyPatch) -> FakeObjects:
 BODY = document({"gpuMemoryGiB": 80}, namespace="ml", uid="u-1", generation=1)
 
 
-def run(body: dict[str, Any] = BODY, now: datetime = T0) -> reconcile.Outcome:
-    return asyncio.run(reconcile.reconcile(copy.deepcopy(body), None, OperatorConfig(), now))  # type: ignore[arg-type]
+def run(api: FakeObjects, body: dict[str, Any] = BODY, now: datetime = T0) -> reconcile.Outcome:
+    known = reconcile.Known(children=api.seen)
+    return asyncio.run(reconcile.reconcile(copy.deepcopy(body), None, CONFIG, now, known))  # type: ignore[arg-type]
+
+
+CONFIG = OperatorConfig()
 
 
 FAILED_AT = (T0 + timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -72,7 +103,7 @@ FAILED = {
 
 
 def test_the_first_pass_starts_the_download_and_holds_the_engine_back(api: FakeObjects) -> None:
-    outcome = run()
+    outcome = run(api)
     assert sorted(kind for kind, _, _ in api.store) == ["Job", "PersistentVolumeClaim", "Service"]
     assert outcome.status["phase"] == "Downloading"
     assert ("Normal", "Downloading") in [(k, r) for k, r, _ in outcome.events]
@@ -81,30 +112,38 @@ def test_the_first_pass_starts_the_download_and_holds_the_engine_back(api: FakeO
 
 
 def test_the_engine_starts_once_the_model_is_cached_then_turns_ready(api: FakeObjects) -> None:
-    run()
+    run(api)
     api.set_status("Job", "llama-8b-model-download", {"succeeded": 1})
-    assert run().status["phase"] == "Starting"
+    assert run(api).status["phase"] == "Starting"
     assert ("Deployment", "ml", "llama-8b") in api.store
     api.set_status("Deployment", "llama-8b", {"replicas": 1, "readyReplicas": 1})
-    outcome = run()
+    outcome = run(api)
     assert outcome.status["phase"] == "Ready"
     assert outcome.status["readyReplicas"] == 1
 
 
 def test_a_settled_service_costs_no_writes(api: FakeObjects) -> None:
-    run()
+    run(api)
     api.set_status("Job", "llama-8b-model-download", {"succeeded": 1})
-    run()
+    run(api)
     api.calls.clear()
-    run()
-    run()
+    run(api)
+    run(api)
     assert api.calls == []
 
 
+def test_a_pass_that_sees_nothing_new_writes_the_same_status(api: FakeObjects) -> None:
+    first = run(api)
+    body = {**copy.deepcopy(BODY), "status": first.status}
+    later = run(api, body, now=T0 + timedelta(seconds=30))
+    assert later.status == first.status
+    assert later.events == []
+
+
 def test_a_failed_download_waits_its_back_off_then_retries(api: FakeObjects) -> None:
-    run()
+    run(api)
     api.set_status("Job", "llama-8b-model-download", FAILED)
-    early = run(now=T0 + timedelta(seconds=15))
+    early = run(api, now=T0 + timedelta(seconds=15))
     assert early.status["phase"] == "Failed"
     cached = next(c for c in early.status["conditions"] if c["type"] == "ModelCached")
     assert cached["status"] == "False"
@@ -112,7 +151,7 @@ def test_a_failed_download_waits_its_back_off_then_retries(api: FakeObjects) -> 
     assert "retrying in 30 s" in cached["message"]
     assert early.retry_after == pytest.approx(20)
     assert ("delete", "Job") not in api.calls
-    later = run(now=T0 + timedelta(seconds=36))
+    later = run(api, now=T0 + timedelta(seconds=36))
     job = api.store[("Job", "ml", "llama-8b-model-download")]
     assert job["metadata"]["annotations"]["llmserve.io/attempt"] == "2"
     assert ("Normal", "RetryingDownload") in [(k, r) for k, r, _ in later.events]
@@ -120,22 +159,22 @@ def test_a_failed_download_waits_its_back_off_then_retries(api: FakeObjects) -> 
 
 
 def test_the_second_failure_waits_twice_as_long(api: FakeObjects) -> None:
-    run()
+    run(api)
     api.set_status("Job", "llama-8b-model-download", FAILED)
-    run(now=T0 + timedelta(seconds=36))  # attempt 2 starts
+    run(api, now=T0 + timedelta(seconds=36))  # attempt 2 starts
     api.set_status("Job", "llama-8b-model-download", FAILED)
-    outcome = run(now=T0 + timedelta(seconds=40))
+    outcome = run(api, now=T0 + timedelta(seconds=40))
     assert outcome.retry_after == pytest.approx(60 - 35)
 
 
 def test_a_new_model_replaces_the_download_job(api: FakeObjects) -> None:
-    run()
+    run(api)
     api.set_status("Job", "llama-8b-model-download", {"succeeded": 1})
-    run()
+    run(api)
     changed = copy.deepcopy(BODY)
     changed["spec"]["model"]["name"] = "Qwen/Qwen2.5-7B-Instruct"
     api.calls.clear()
-    outcome = run(changed)
+    outcome = run(api, changed)
     assert ("delete", "Job") in api.calls
     job = api.store[("Job", "ml", "llama-8b-model-download")]
     assert "Qwen/Qwen2.5-7B-Instruct" in job["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -150,8 +189,39 @@ def test_a_new_model_replaces_the_download_job(api: FakeObjects) -> None:
 
 def test_an_invalid_spec_fails_without_children(api: FakeObjects) -> None:
     body = document({"gpuMemoryGiB": 80, "model": {"name": "org/big-70B"}}, namespace="ml")
-    outcome = run(body)
+    outcome = run(api, body)
     assert api.store == {}
     assert outcome.status["phase"] == "Failed"
     assert [r for _, r, _ in outcome.events] == ["Failed", "InvalidSpec"]
     assert "spec.gpus" in outcome.status["conditions"][0]["message"]
+
+
+def test_a_lagging_watch_costs_a_409_and_a_read_never_a_second_child(api: FakeObjects) -> None:
+    run(api)
+    api.set_status("Job", "llama-8b-model-download", {"succeeded": 1})
+    run(api)
+    api.seen = Seen()  # a restarted operator whose watches have not listed yet
+    api.watching = False
+    api.calls.clear()
+    outcome = run(api)
+    assert outcome.status["phase"] == "Starting"
+    assert ("create", "PersistentVolumeClaim") in api.calls
+    assert ("get", "Job") in api.calls  # the Job exists: read it rather than replace it
+    assert ("delete", "Job") not in api.calls
+    assert sorted(kind for kind, _, _ in api.store) == [
+        "Deployment", "Job", "PersistentVolumeClaim", "Service"
+    ]  # fmt: skip
+
+
+def test_a_late_event_of_the_replaced_job_is_ignored(api: FakeObjects) -> None:
+    run(api)
+    api.set_status("Job", "llama-8b-model-download", FAILED)
+    old = copy.deepcopy(api.store[("Job", "ml", "llama-8b-model-download")])
+    api.watching = False  # the watch falls behind while the pass replaces the Job
+    run(api, now=T0 + timedelta(seconds=36))
+    old["metadata"]["deletionTimestamp"] = "2026-11-23T12:00:36Z"
+    api.seen.observe(old)  # then the old Job's last update arrives
+    api.seen.vanished(old)  # and its deletion
+    job = api.seen.get("Job", "ml", "llama-8b-model-download")
+    assert job is not None
+    assert job["metadata"]["annotations"]["llmserve.io/attempt"] == "2"

@@ -58,10 +58,27 @@ def test_retries_back_off_doubling_up_to_ten_minutes(attempt, delay) -> None:
     assert state.retry_delay(attempt) == delay
 
 
-def observe(cache: state.Cache, deployment: dict[str, Any] | None, **spec: Any) -> dict[str, Any]:
+def observe(
+    cache: state.Cache,
+    deployment: dict[str, Any] | None,
+    previous: list[dict[str, Any]] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
     svc = service(spec)
-    observation = state.Observation(svc, cache, deployment, ["--x"], "img", "a=b", "http://e/v1")
+    observation = state.Observation(
+        svc, previous or [], cache, deployment, ["--x"], "img", "a=b", "http://e/v1"
+    )
     return state.status(observation, NOW)
+
+
+def test_a_condition_keeps_its_transition_time_until_its_status_flips() -> None:
+    earlier = [
+        {"type": "ModelCached", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+        {"type": "Available", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+    ]
+    conditions = {c["type"]: c for c in observe(CACHED, None, earlier)["conditions"]}
+    assert conditions["ModelCached"]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    assert conditions["Available"]["lastTransitionTime"] != "2026-01-01T00:00:00Z"  # flipped
 
 
 CACHED = state.Cache("succeeded", "Downloaded", "in the cache")

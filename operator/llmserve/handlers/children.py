@@ -1,4 +1,4 @@
-"""Child watchers: a change to a child we made re-runs its owner's pass (status, drift repair)."""
+"""Child watchers: keep what the operator has seen of its children, and queue their owner's pass."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import kopf
 
 from llmserve.api.models import KIND
 from llmserve.handlers.context import Context
-from llmserve.handlers.llmservice import run_and_write
 
 MANAGED = {"app.kubernetes.io/managed-by": "llmserve"}
 
@@ -24,15 +23,17 @@ async def child_event(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    """A Deployment got ready, a Job finished, someone edited or deleted a child: look again."""
+    """A Deployment got ready, a Job finished, someone edited or deleted a child: look again.
+
+    Async, though it never waits: kopf runs plain functions on a thread pool, and the queue and the
+    caches belong to the event loop's thread.
+    """
     ctx: Context = memo.ctx
-    key = (body["kind"], namespace or "", body["metadata"]["name"])
+    child = dict(body)
     if type == "DELETED":
-        ctx.children.pop(key, None)
+        ctx.children.vanished(child)
     else:
-        ctx.children[key] = dict(body)
-    owners = [o for o in body["metadata"].get("ownerReferences") or [] if o.get("kind") == KIND]
-    for owner in owners:
-        parent = ctx.bodies.get((namespace or "", owner["name"]))
-        if parent is not None:
-            await run_and_write(parent, ctx)
+        ctx.children.observe(child)
+    for owner in body["metadata"].get("ownerReferences") or []:
+        if owner.get("kind") == KIND:
+            ctx.queue.add((namespace or "", owner["name"]))

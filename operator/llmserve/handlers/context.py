@@ -1,38 +1,41 @@
-"""What the handlers share through kopf's memo: the API client, settings and per-object locks."""
+"""What the handlers share through kopf's memo: the API client, settings, caches and the queue."""
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes_asyncio.client import ApiClient
-
 from llmserve.api.config import OperatorConfig
+from llmserve.handlers.queue import WorkQueue
+from llmserve.kube.client import Client
+from llmserve.reconcile.seen import Seen
+
+Key = tuple[str, str]
+"""An LLMService by (namespace, name)."""
 
 
 @dataclass
 class Context:
     """Created at startup, closed at cleanup."""
 
-    client: ApiClient
+    client: Client
     config: OperatorConfig
-    locks: defaultdict[tuple[str, str], asyncio.Lock] = field(
-        default_factory=lambda: defaultdict(asyncio.Lock)
-    )
-    """One pass at a time per LLMService: its own events and its children's events race."""
+    queue: WorkQueue[Key]
     leading: asyncio.Event = field(default_factory=asyncio.Event)
     """Set while this process may act: it holds a freshly renewed Lease (or elects no leader)."""
-    phases: dict[tuple[str, str], str] = field(default_factory=dict)
+    bodies: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    """The latest body of every watched LLMService, without managedFields."""
+    statuses: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    """The newest status known per LLMService: written by this process or seen in the watch."""
+    phases: dict[Key, str] = field(default_factory=dict)
     """The last phase written per LLMService: bodies from events can be older than that."""
-    bodies: dict[tuple[str, str], Any] = field(default_factory=dict)
-    """The latest body of every watched LLMService (kopf.Body), by (namespace, name)."""
-    children: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
-    """The latest state of every child we made, by (kind, namespace, name), from watch events."""
+    children: Seen = field(default_factory=Seen)
+    """Every child we made, from the watches and our own writes."""
 
-    def forget(self, key: tuple[str, str]) -> None:
+    def forget(self, key: Key) -> None:
         """Drop what is kept about a deleted LLMService."""
         self.bodies.pop(key, None)
+        self.statuses.pop(key, None)
         self.phases.pop(key, None)
-        self.locks.pop(key, None)
+        self.queue.forget(key)

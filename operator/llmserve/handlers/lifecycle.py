@@ -6,20 +6,21 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import kopf
 import yaml
-from kubernetes_asyncio import config as kube_config
-from kubernetes_asyncio.client import ApiClient
 
 from llmserve.api.config import OperatorConfig
-from llmserve.api.models import GROUP
-from llmserve.handlers.context import Context
-from llmserve.handlers.llmservice import resettle_forever
+from llmserve.handlers.context import Context, Key
+from llmserve.handlers.llmservice import settle
+from llmserve.handlers.queue import WorkQueue
 from llmserve.kube import lease
+from llmserve.kube.client import Client, login
+from llmserve.kube.errors import KubeApiError
 
 CONFIG_ENV = "LLMSERVE_CONFIG"
 """Path of the operator settings file (YAML, see OperatorConfig); defaults when unset."""
@@ -33,18 +34,34 @@ def load_config() -> OperatorConfig:
     return OperatorConfig.model_validate(yaml.safe_load(Path(path).read_text()) or {})
 
 
-async def _client() -> ApiClient:
-    try:
-        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except kube_config.ConfigException:
-        await kube_config.load_kube_config()
-    return ApiClient()
-
-
 RENEW_SECONDS = 5
 
 
-async def _lead(client: ApiClient, election: lease.Election, logger: kopf.Logger) -> None:
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No diff base: kopf copies every event's body to diff it for create/update handlers.
+
+    This operator has none (watch events feed a queue: see `handlers.llmservice`), so that copy
+    of each of thousands of events a minute would be pure cost; nothing is stored either.
+    """
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        """An empty essence: nothing to compare."""
+        del body, extra_fields
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        """Nothing was stored."""
+        del body
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        """Store nothing."""
+        del body, patch, essence
+
+
+async def _lead(client: Client, election: lease.Election, logger: kopf.Logger) -> None:
     """Wait until this process holds the Lease; other operator processes keep waiting."""
     where = f"{election.namespace}/{election.name}"
     while not await lease.try_acquire(client, election, datetime.now(UTC)):
@@ -85,28 +102,26 @@ async def _keep_leading(ctx: Context, election: lease.Election, logger: kopf.Log
 async def startup(
     settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
-    """Keep kopf's bookkeeping under our own prefix, post warnings as events, connect, lead."""
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    """Post only our own events, connect, lead, and start working the queue."""
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.level = logging.WARNING  # our own events say what happens; logs stay logs
     settings.watching.server_timeout = 300
-    client = await _client()
-    ctx = memo.ctx = Context(client=client, config=load_config())
+    client = Client(login(settings))  # kopf's own login: the identity of its watches
+    config = load_config()
+    queue: WorkQueue[Key] = WorkQueue(lambda key: settle(ctx, key), expected=(KubeApiError,))
+    ctx = memo.ctx = Context(client=client, config=config, queue=queue)
     election: lease.Election | None = memo.get("election")
     if election is not None:
         await _lead(client, election, logger)
         memo.leading = asyncio.create_task(_keep_leading(ctx, election, logger))
     ctx.leading.set()
-    memo.resettling = asyncio.create_task(resettle_forever(ctx))
+    memo.working = asyncio.create_task(queue.run())
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     """Stop renewing the Lease (it expires for the next leader) and close the connections."""
-    for task in (memo.get("leading"), memo.get("resettling")):
+    for task in (memo.get("leading"), memo.get("working")):
         if task is not None:
             task.cancel()
     ctx: Context = memo.ctx

@@ -1,98 +1,112 @@
-"""Handlers of LLMService itself: every change, every resumption, and a resettle loop.
+"""LLMService watch events queue passes; a pass renders, applies, writes the status, posts events.
 
-The resettle loop is one task for the whole operator rather than a kopf timer per object, because
-kopf puts a finalizer on every object that has a timer, and a finalizer would let a stopped
-operator block the deletion of LLMServices. Nothing here needs one: children go by garbage
-collection.
+Every LLMService change (create, spec edit, `kubectl scale`, labels) and the initial listing at
+start-up queue its key; status-only changes, mostly our own writes, do not. There are no kopf
+create/update handlers: they would store kopf's bookkeeping in annotations (one more write per
+change) and run once per event, where the queue runs once per burst of events. Nothing here needs a
+finalizer either: children go by garbage collection, so a stopped operator never blocks deletion.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import kopf
 
 from llmserve import reconcile
 from llmserve.api.models import GROUP, PLURAL, VERSION
-from llmserve.handlers.context import Context
+from llmserve.handlers.context import Context, Key
 from llmserve.kube import objects
-from llmserve.kube.errors import RejectedChild
+from llmserve.kube.errors import KubeApiError, RejectedChildError
+from llmserve.reconcile.seen import trim
 
-RESETTLE_SECONDS = 20
-"""How often an LLMService that is not Ready is looked at again (download back-off, slow starts)."""
+RESETTLE_SECONDS: Final = 20
+"""How often an LLMService that is not Ready is looked at again (a slow start, a missed event)."""
 
 log = logging.getLogger(__name__)
 
 
-async def run(body: kopf.Body, ctx: Context) -> reconcile.Outcome:
-    """One reconcile pass under the object's lock; post its events."""
-    key = (body["metadata"]["namespace"], body["metadata"]["name"])
-    await ctx.leading.wait()  # while the Lease cannot be renewed, hold every pass back
-    async with ctx.locks[key]:
-        try:
-            known = reconcile.Known(ctx.phases.get(key), ctx.children)
-            outcome = await reconcile.reconcile(
-                dict(body), ctx.client, ctx.config, datetime.now(UTC), known
-            )
-        except RejectedChild as error:
-            kopf.event(body, type="Warning", reason="ChildRejected", message=str(error))
-            raise
-        ctx.phases[key] = outcome.status["phase"]
-    for kind, reason, message in outcome.events:
-        kopf.event(body, type=kind, reason=reason, message=message)
-    return outcome
-
-
-async def run_and_write(body: kopf.Body, ctx: Context) -> None:
-    """A pass outside kopf's own handlers (child events, resettling): write the status if new."""
-    outcome = await run(body, ctx)
-    current = body.get("status") or {}
-    if any(current.get(key) != value for key, value in outcome.status.items()):
-        meta = body["metadata"]
-        await objects.patch_status(ctx.client, meta["namespace"], meta["name"], outcome.status)
-
-
-@kopf.on.event(GROUP, VERSION, PLURAL)
-def track(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:  # noqa: A002
-    """Keep the latest body of every LLMService, for child events and the resettle loop."""
-    ctx: Context = memo.ctx
-    key = (body["metadata"]["namespace"], body["metadata"]["name"])
-    if type == "DELETED":
-        ctx.forget(key)
-    else:
-        ctx.bodies[key] = body
-
-
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-async def changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    """Reconcile on create, on spec change (incl. the scale subresource) and on operator start."""
-    outcome = await run(body, memo.ctx)
-    patch.status.update(outcome.status)
-
-
-def settling(status: dict[str, Any]) -> bool:
+def _settling(status: dict[str, Any]) -> bool:
     """Not Ready yet, and not refused: worth another look."""
     conditions: list[dict[str, Any]] = status.get("conditions") or []
     valid = next((c for c in conditions if c.get("type") == "Valid"), {})
     return status.get("phase") != "Ready" and valid.get("status") != "False"
 
 
-async def resettle_forever(ctx: Context) -> None:
-    """Look again, every RESETTLE_SECONDS, at each LLMService that is not Ready yet.
+_MEANINGFUL: Final = ("generation", "labels", "annotations", "deletionTimestamp", "uid")
 
-    For a download retry that is due, a start that took long, an event that was missed.
+
+def needs_pass(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Whether a watch event changes what a pass would do: anything but the status."""
+    if old is None or old.get("spec") != new.get("spec"):
+        return True
+    before, after = old["metadata"], new["metadata"]
+    return any(before.get(k) != after.get(k) for k in _MEANINGFUL)
+
+
+async def _post(ctx: Context, body: dict[str, Any], kind: str, reason: str, message: str) -> None:
+    """A Kubernetes Event about the LLMService; a lost event must not fail or repeat the pass."""
+    try:
+        await objects.post_event(
+            ctx.client, body, kind=kind, reason=reason, message=message, now=datetime.now(UTC)
+        )
+    except KubeApiError as error:
+        log.warning("%s/%s: event %s not posted: %s", *key_of_body(body), reason, error)
+
+
+def key_of_body(body: dict[str, Any]) -> Key:
+    """An LLMService's key in the queue and the caches."""
+    return body["metadata"]["namespace"], body["metadata"]["name"]
+
+
+async def settle(ctx: Context, key: Key) -> float | None:
+    """One pass over one LLMService; the seconds until it should be looked at again, if ever."""
+    body = ctx.bodies.get(key)
+    if body is None:
+        return None  # deleted while queued
+    await ctx.leading.wait()  # while the Lease cannot be renewed, hold every pass back
+    # The status as last written, not as the last event showed it: conditions keep their
+    # transition times, and a status is written once, not again for each stale event.
+    body = {**body, "status": ctx.statuses.get(key) or body.get("status") or {}}
+    known = reconcile.Known(ctx.phases.get(key), ctx.children)
+    try:
+        outcome = await reconcile.reconcile(body, ctx.client, ctx.config, datetime.now(UTC), known)
+    except RejectedChildError as error:  # retrying cannot help; the next change runs the pass again
+        await _post(ctx, body, "Warning", "ChildRejected", str(error))
+        log.error("%s/%s: %s", *key, error)  # noqa: TRY400 - the traceback says nothing more
+        return None
+    current = ctx.statuses.get(key) or {}
+    if any(current.get(k) != v for k, v in outcome.status.items()):
+        await objects.patch_status(ctx.client, *key, outcome.status)
+        ctx.statuses[key] = {**current, **outcome.status}
+        log.info("%s/%s: status written, phase %s", *key, outcome.status["phase"])
+    ctx.phases[key] = outcome.status["phase"]
+    for kind, reason, message in outcome.events:
+        await _post(ctx, body, kind, reason, message)
+    again = [outcome.retry_after] if outcome.retry_after is not None else []
+    if _settling(outcome.status):
+        again.append(RESETTLE_SECONDS)
+    return min(again, default=None)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def llmservice_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:  # noqa: A002
+    """Keep the latest body; queue a pass when more than the status changed.
+
+    Async for the same reason as `children.child_event`.
     """
-    while True:
-        await asyncio.sleep(RESETTLE_SECONDS)
-        for body in list(ctx.bodies.values()):
-            if not settling(body.get("status") or {}):
-                continue
-            try:
-                await run_and_write(body, ctx)
-            except Exception:  # a background loop: log, and look again next round
-                log.exception("resettling %s failed", body["metadata"]["name"])
+    ctx: Context = memo.ctx
+    new = trim(dict(body))
+    key = key_of_body(new)
+    if type == "DELETED":
+        ctx.forget(key)
+        return
+    old = ctx.bodies.get(key)
+    ctx.bodies[key] = new
+    # Our own writes are newer than what an event brings (it can predate them): the watch only
+    # tells a process that has written nothing yet, such as one that just started.
+    ctx.statuses.setdefault(key, new.get("status") or {})
+    if needs_pass(old, new):
+        ctx.queue.add(key)

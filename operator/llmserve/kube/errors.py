@@ -1,13 +1,14 @@
-"""Domain errors with kopf's retry vocabulary: temporary ones are retried with a delay."""
+"""Domain errors of API calls: temporary ones are retried, refusals are reported."""
 
 from __future__ import annotations
 
-import kopf
+
+class KubeApiError(Exception):
+    """The API server failed (409, 429, 5xx, connection): worth retrying after a back-off."""
 
 
-class KubeApiError(kopf.TemporaryError):
-    """The API server failed (409, 429, 5xx, connection): retry after `delay` seconds."""
+class RejectedChildError(Exception):
+    """The API server refused a rendered child (422, 403): a bug or a cluster policy.
 
-
-class RejectedChild(kopf.PermanentError):
-    """The API server refused a rendered child (422, 403): a bug or a cluster policy; no retry."""
+    Retrying the same request cannot help; the next change to the LLMService or its children does.
+    """

@@ -11,13 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from kubernetes_asyncio.client import ApiClient
-from kubernetes_asyncio.client.exceptions import ApiException
+from llmserve.kube import objects
+from llmserve.kube.client import Client
 
-from llmserve.kube.objects import CONFLICT, NOT_FOUND
-
-_PATH: Final = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
-_JSON: Final = {200: "object", 201: "object"}
+API_VERSION: Final = "coordination.k8s.io/v1"
 
 
 @dataclass(frozen=True)
@@ -42,38 +39,22 @@ def _expired(spec: dict[str, Any], now: datetime) -> bool:
     return datetime.fromisoformat(renewed) + timedelta(seconds=seconds) < now
 
 
-async def _call(client: ApiClient, method: str, path: str, body: Any = None) -> Any:  # noqa: ANN401
-    return await client.call_api(
-        path,
-        method,
-        body=body,
-        header_params={"Content-Type": "application/json", "Accept": "application/json"},
-        response_types_map=_JSON,
-        auth_settings=["BearerToken"],
-        _return_http_data_only=True,
-    )
-
-
-async def try_acquire(client: ApiClient, election: Election, now: datetime) -> bool:
+async def try_acquire(client: Client, election: Election, now: datetime) -> bool:
     """Take or renew the Lease; False when another live holder has it or won the race."""
-    base = _PATH.format(ns=election.namespace)
     spec = {
         "holderIdentity": election.identity,
         "leaseDurationSeconds": election.duration_seconds,
         "renewTime": _stamp(now),
     }
-    try:
-        lease = await _call(client, "GET", f"{base}/{election.name}")
-    except ApiException as error:
-        if error.status != NOT_FOUND:
-            raise
+    lease = await objects.get(client, API_VERSION, "Lease", election.namespace, election.name)
+    if lease is None:
         body = {
-            "apiVersion": "coordination.k8s.io/v1",
+            "apiVersion": API_VERSION,
             "kind": "Lease",
-            "metadata": {"name": election.name},
+            "metadata": {"name": election.name, "namespace": election.namespace},
             "spec": {**spec, "acquireTime": _stamp(now)},
         }
-        return await _write(client, "POST", base, body)
+        return await objects.create(client, body) is not None  # None: another process was first
     current = lease.get("spec") or {}
     ours = current.get("holderIdentity") == election.identity
     if not ours and not _expired(current, now):
@@ -82,14 +63,4 @@ async def try_acquire(client: ApiClient, election: Election, now: datetime) -> b
         spec["acquireTime"] = _stamp(now)
         spec["leaseTransitions"] = (current.get("leaseTransitions") or 0) + 1
     lease["spec"] = {**current, **spec}  # keeps metadata.resourceVersion: a lost race is a 409
-    return await _write(client, "PUT", f"{base}/{election.name}", lease)
-
-
-async def _write(client: ApiClient, method: str, path: str, body: dict[str, Any]) -> bool:
-    try:
-        await _call(client, method, path, body)
-    except ApiException as error:
-        if error.status == CONFLICT:
-            return False
-        raise
-    return True
+    return await objects.replace(client, lease) is not None

@@ -6,16 +6,15 @@ reconciler compares dicts, and a kind is one row in `_PATHS`.
 
 from __future__ import annotations
 
-import json
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final
 
 import aiohttp
-from kubernetes_asyncio.client import ApiClient
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from llmserve.api.models import GROUP, PLURAL, VERSION
-from llmserve.kube.errors import KubeApiError, RejectedChild
+from llmserve.kube.client import ApiStatusError, Client
+from llmserve.kube.errors import KubeApiError, RejectedChildError
 
 FIELD_MANAGER: Final = "llmserve"
 NOT_FOUND: Final = 404
@@ -28,10 +27,10 @@ _PATHS: Final = MappingProxyType(
         ("v1", "Event"): "/api/v1/namespaces/{ns}/events",
         ("batch/v1", "Job"): "/apis/batch/v1/namespaces/{ns}/jobs",
         ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments",
+        ("coordination.k8s.io/v1", "Lease"): "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
         (f"{GROUP}/{VERSION}", "LLMService"): f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{PLURAL}",
     }
 )
-_JSON: Final = {200: "object", 201: "object"}
 
 
 def _path(api_version: str, kind: str, namespace: str, name: str = "") -> str:
@@ -39,26 +38,19 @@ def _path(api_version: str, kind: str, namespace: str, name: str = "") -> str:
     return f"{base}/{name}" if name else base
 
 
-def _translate(error: ApiException | aiohttp.ClientError, what: str) -> Exception:
+def _translate(error: Exception, what: str) -> Exception:
     """An API failure as a domain error: retried unless the API server refused the object."""
-    if isinstance(error, ApiException):
-        status = error.status or 0
-        detail = _reason(error)
-        if status in (400, 403, 422):
-            return RejectedChild(f"the API server refused {what} ({status}): {detail}")
-        return KubeApiError(f"{what}: API server answered {status}: {detail}", delay=5)
-    return KubeApiError(f"{what}: cannot reach the API server: {error}", delay=5)
-
-
-def _reason(error: ApiException) -> str:
-    try:
-        return str(json.loads(error.body or "{}").get("message") or error.reason)
-    except (ValueError, AttributeError):
-        return str(error.reason)
+    if isinstance(error, ApiStatusError):
+        if error.status in (400, 403, 422):
+            return RejectedChildError(
+                f"the API server refused {what} ({error.status}): {error.message}"
+            )
+        return KubeApiError(f"{what}: API server answered {error.status}: {error.message}")
+    return KubeApiError(f"{what}: cannot reach the API server: {error!r}")
 
 
 async def _call(  # noqa: PLR0913 - the options of one request, keyword-only
-    client: ApiClient,
+    client: Client,
     method: str,
     path: str,
     what: str,
@@ -67,37 +59,49 @@ async def _call(  # noqa: PLR0913 - the options of one request, keyword-only
     content_type: str = "application/json",
     query: list[tuple[str, str]] | None = None,
     missing_ok: bool = False,
+    conflict_ok: bool = False,
 ) -> dict[str, Any] | None:
-    """One request; None when the object is missing and that is fine, else a domain error."""
+    """One request; None for a 404 or 409 the caller expects, else a domain error."""
     try:
-        result: dict[str, Any] = await client.call_api(
-            path,
-            method,
-            query_params=query or [],
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            body=body,
-            response_types_map=_JSON,
-            auth_settings=["BearerToken"],
-            _return_http_data_only=True,
-        )
-    except ApiException as error:
-        if missing_ok and error.status == NOT_FOUND:
+        return await client.request(method, path, body=body, content_type=content_type, query=query)
+    except ApiStatusError as error:
+        if (missing_ok and error.status == NOT_FOUND) or (conflict_ok and error.status == CONFLICT):
             return None
         raise _translate(error, what) from error
-    except aiohttp.ClientError as error:
+    except (aiohttp.ClientError, TimeoutError) as error:
         raise _translate(error, what) from error
-    return result
 
 
 async def get(
-    client: ApiClient, api_version: str, kind: str, namespace: str, name: str
+    client: Client, api_version: str, kind: str, namespace: str, name: str
 ) -> dict[str, Any] | None:
     """The object, or None when it does not exist."""
     path = _path(api_version, kind, namespace, name)
     return await _call(client, "GET", path, f"{kind} {namespace}/{name}", missing_ok=True)
 
 
-async def apply(client: ApiClient, manifest: dict[str, Any]) -> dict[str, Any]:
+def _what(manifest: dict[str, Any]) -> str:
+    meta = manifest["metadata"]
+    return f"{manifest['kind']} {meta['namespace']}/{meta['name']}"
+
+
+async def create(client: Client, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """Create the object; None when it already exists (409): then the caller reads it."""
+    path = _path(manifest["apiVersion"], manifest["kind"], manifest["metadata"]["namespace"])
+    query = [("fieldManager", FIELD_MANAGER)]
+    return await _call(
+        client, "POST", path, _what(manifest), body=manifest, query=query, conflict_ok=True
+    )
+
+
+async def replace(client: Client, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """Replace the object as read (its resourceVersion); None when it changed since (409)."""
+    meta = manifest["metadata"]
+    path = _path(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
+    return await _call(client, "PUT", path, _what(manifest), body=manifest, conflict_ok=True)
+
+
+async def apply(client: Client, manifest: dict[str, Any]) -> dict[str, Any]:
     """Server-side apply a whole manifest as `llmserve`, taking over fields others changed."""
     meta = manifest["metadata"]
     path = _path(manifest["apiVersion"], manifest["kind"], meta["namespace"], meta["name"])
@@ -105,7 +109,7 @@ async def apply(client: ApiClient, manifest: dict[str, Any]) -> dict[str, Any]:
         client,
         "PATCH",
         path,
-        f"{manifest['kind']} {meta['namespace']}/{meta['name']}",
+        _what(manifest),
         body=manifest,
         content_type="application/apply-patch+yaml",  # JSON is YAML
         query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
@@ -113,16 +117,14 @@ async def apply(client: ApiClient, manifest: dict[str, Any]) -> dict[str, Any]:
     return result or {}
 
 
-async def delete(client: ApiClient, api_version: str, kind: str, namespace: str, name: str) -> None:
+async def delete(client: Client, api_version: str, kind: str, namespace: str, name: str) -> None:
     """Delete with background propagation; a missing object is already deleted."""
     path = _path(api_version, kind, namespace, name)
     body = {"propagationPolicy": "Background"}
     await _call(client, "DELETE", path, f"{kind} {namespace}/{name}", body=body, missing_ok=True)
 
 
-async def patch_status(
-    client: ApiClient, namespace: str, name: str, status: dict[str, Any]
-) -> None:
+async def patch_status(client: Client, namespace: str, name: str, status: dict[str, Any]) -> None:
     """Merge-patch an LLMService's status subresource; a deleted LLMService needs no status."""
     path = _path(f"{GROUP}/{VERSION}", "LLMService", namespace, name) + "/status"
     await _call(
@@ -134,3 +136,41 @@ async def patch_status(
         content_type="application/merge-patch+json",
         missing_ok=True,
     )
+
+
+async def post_event(  # noqa: PLR0913 - an Event's fields, keyword-only
+    client: Client,
+    about: dict[str, Any],
+    *,
+    kind: str,
+    reason: str,
+    message: str,
+    now: datetime,
+) -> None:
+    """A Kubernetes Event about `about` (a body), as `kubectl describe` and `get events` show it."""
+    meta = about["metadata"]
+    stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": about["apiVersion"],
+            "kind": about["kind"],
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+        "type": kind,
+        "reason": reason,
+        "message": message[:1024],  # the API server refuses longer messages
+        "source": {"component": FIELD_MANAGER},
+        "reportingComponent": FIELD_MANAGER,
+        "reportingInstance": FIELD_MANAGER,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+    path = _path("v1", "Event", meta["namespace"])
+    await _call(client, "POST", path, f"Event about {about['kind']} {meta['name']}", body=event)

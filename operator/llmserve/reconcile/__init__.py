@@ -1,7 +1,8 @@
 """Desired state -> apply -> status: one idempotent pass over one LLMService.
 
-Any pass can run again at any time with no effect beyond repairing drift: children are read, only
-missing or drifted ones are applied (server-side apply, field manager `llmserve`), the cache volume
+Any pass can run again at any time with no effect beyond repairing drift: children are read from
+what the operator has seen (`Seen`: its watches and its own writes), only missing or drifted ones
+are applied (server-side apply, field manager `llmserve`), the cache volume
 is created once, the download Job is recreated when the cache key changes or after a failure and its
 back-off, and the engine Deployment is applied only once the model is cached (until then the old
 one keeps serving). The result is a status and the events to post.
@@ -9,19 +10,19 @@ one keeps serving). The result is a status and the events to post.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
-
-from kubernetes_asyncio.client import ApiClient
 
 from llmserve import render
 from llmserve.api import InvalidSpec, parse_llmservice
 from llmserve.api.config import OperatorConfig
 from llmserve.kube import objects
+from llmserve.kube.client import Client
+from llmserve.kube.errors import KubeApiError
 from llmserve.reconcile import state
 from llmserve.reconcile.drift import drifted
+from llmserve.reconcile.seen import Seen
 from llmserve.render import meta, workload
 
 ATTEMPT: Final = f"{meta.ANNOTATION_PREFIX}/attempt"
@@ -41,51 +42,43 @@ def _by_kind(children: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {child["kind"]: child for child in children}
 
 
-Seen = Mapping[tuple[str, str, str], dict[str, Any]]
-"""Children as the operator's watch last saw them, by (kind, namespace, name)."""
-
-
 @dataclass(frozen=True)
 class Known:
-    """What the operator process knows better than the body a pass is handed."""
+    """What the operator process knows beyond the body a pass is handed."""
 
     last_phase: str | None = None
     """The phase this process wrote last (an event's body can be older)."""
-    children: Seen = field(default_factory=dict)
-    """Children from the watch: saves reading the PVC, Service and Deployment. The Job, which a
-    pass may delete and recreate, is always read fresh."""
+    children: Seen = field(default_factory=Seen)
+    """Children from the watches and from the pass's own writes: a pass reads no child."""
 
 
-async def _get(client: ApiClient, child: dict[str, Any]) -> dict[str, Any] | None:
+def _live(child: dict[str, Any], seen: Seen) -> dict[str, Any] | None:
     m = child["metadata"]
-    return await objects.get(client, child["apiVersion"], child["kind"], m["namespace"], m["name"])
+    return seen.get(child["kind"], m["namespace"], m["name"])
 
 
-async def _live(client: ApiClient, child: dict[str, Any], seen: Seen) -> dict[str, Any] | None:
-    """The child as the watch saw it, else as the API server has it.
-
-    A stale copy can only make us apply once more than needed (server-side apply of the same
-    fields changes nothing), never skip a needed apply for long: every change comes as an event.
-    """
-    m = child["metadata"]
-    known = seen.get((child["kind"], m["namespace"], m["name"]))
-    return known if known is not None else await _get(client, child)
+async def _apply(client: Client, child: dict[str, Any], seen: Seen) -> dict[str, Any]:
+    live = await objects.apply(client, child)
+    seen.wrote(live)
+    return live
 
 
-async def _ensure(client: ApiClient, child: dict[str, Any], seen: Seen) -> dict[str, Any]:
+async def _ensure(client: Client, child: dict[str, Any], seen: Seen) -> dict[str, Any]:
     """Apply the child unless the live object already holds everything we render."""
-    live = await _live(client, child, seen)
-    return await objects.apply(client, child) if drifted(child, live) else live or {}
+    live = _live(child, seen)
+    return await _apply(client, child, seen) if drifted(child, live) else live or {}
 
 
-async def _create_once(client: ApiClient, child: dict[str, Any], seen: Seen) -> None:
+async def _create_once(client: Client, child: dict[str, Any], seen: Seen) -> None:
     """Create the cache volume once and never touch it again.
 
     A bound claim's size can only grow, and only on StorageClasses that allow it, and its access
     modes never change: resizing is a deliberate act for the user, not something to retry.
     """
-    if await _live(client, child, seen) is None:
-        await objects.apply(client, child)
+    if _live(child, seen) is None:
+        created = await objects.create(client, child)  # None: it exists; its event is coming
+        if created is not None:
+            seen.wrote(created)
 
 
 def _attempt(job: dict[str, Any] | None) -> int:
@@ -96,24 +89,39 @@ def _attempt(job: dict[str, Any] | None) -> int:
         return 1
 
 
-async def _create_job(client: ApiClient, job: dict[str, Any], attempt: int) -> dict[str, Any]:
-    job["metadata"]["annotations"][ATTEMPT] = str(attempt)
-    return await objects.apply(client, job)
+async def _create_job(
+    client: Client, job: dict[str, Any], attempt: int, seen: Seen
+) -> dict[str, Any]:
+    """Create the download Job; when one exists that the watch had not shown yet, read it."""
+    meta = job["metadata"]
+    annotations = {**meta["annotations"], ATTEMPT: str(attempt)}
+    numbered = {**job, "metadata": {**meta, "annotations": annotations}}
+    created = await objects.create(client, numbered)
+    if created is None:
+        created = await objects.get(client, "batch/v1", "Job", meta["namespace"], meta["name"])
+    if created is None:  # deleted between the two calls: start over
+        msg = f"Job {meta['namespace']}/{meta['name']} vanished while being created"
+        raise KubeApiError(msg)
+    seen.wrote(created)
+    return created
+
+
+async def _delete_job(client: Client, live: dict[str, Any], seen: Seen) -> None:
+    seen.deleting(live)
+    m = live["metadata"]
+    await objects.delete(client, "batch/v1", "Job", m["namespace"], m["name"])
 
 
 async def _cache(
-    client: ApiClient, job: dict[str, Any], now: datetime, outcome: Outcome
+    client: Client, job: dict[str, Any], now: datetime, outcome: Outcome, seen: Seen
 ) -> state.Cache:
     """Run the download step: create, replace on a new cache key, retry after a failure."""
-    live = await _get(client, job)
+    live = _live(job, seen) or await _create_job(client, job, 1, seen)
     key = job["metadata"]["annotations"][meta.CACHE_KEY]
-    m = job["metadata"]
-    if live is not None and live["metadata"].get("annotations", {}).get(meta.CACHE_KEY) != key:
+    if live["metadata"].get("annotations", {}).get(meta.CACHE_KEY) != key:
         # A new model, revision or quantization: the old Job's pod template is immutable.
-        await objects.delete(client, "batch/v1", "Job", m["namespace"], m["name"])
-        live = None
-    if live is None:
-        live = await _create_job(client, job, 1)
+        await _delete_job(client, live, seen)
+        live = await _create_job(client, job, 1, seen)
     cache = state.cache_state(live, enabled=True, attempt=_attempt(live))
     if cache.state != "failed":
         return cache
@@ -124,8 +132,8 @@ async def _cache(
         return state.Cache(
             cache.state, cache.reason, f"{cache.message}; retrying in {delay} s", cache.attempt
         )
-    await objects.delete(client, "batch/v1", "Job", m["namespace"], m["name"])
-    live = await _create_job(client, job, cache.attempt + 1)
+    await _delete_job(client, live, seen)
+    live = await _create_job(client, job, cache.attempt + 1, seen)
     outcome.events.append(
         ("Normal", "RetryingDownload", f"{cache.message}; starting attempt {cache.attempt + 1}")
     )
@@ -147,7 +155,7 @@ def _phase_event(
 
 async def reconcile(
     body: dict[str, Any],
-    client: ApiClient,
+    client: Client,
     config: OperatorConfig,
     now: datetime,
     known: Known | None = None,
@@ -156,7 +164,7 @@ async def reconcile(
     known = known or Known()
     last_phase, seen = known.last_phase, known.children
     try:
-        service = parse_llmservice(body)
+        service = parse_llmservice(body, admitted=True)  # the API server ran the CEL rules
         rendered = render.render(service, config)  # runs render.check: refuses what cannot run
     except InvalidSpec as error:
         status = state.invalid_status(body, str(error), now)
@@ -171,15 +179,16 @@ async def reconcile(
     cache = state.cache_state(None, enabled=False, attempt=1)
     if service.spec.cache.enabled:
         await _create_once(client, children["PersistentVolumeClaim"], seen)
-        cache = await _cache(client, children["Job"], now, outcome)
+        cache = await _cache(client, children["Job"], now, outcome, seen)
     await _ensure(client, children["Service"], seen)
     deployment = children["Deployment"]
-    live = await _live(client, deployment, seen)
+    live = _live(deployment, seen)
     if cache.state in ("succeeded", "disabled") and drifted(deployment, live):
-        live = await objects.apply(client, deployment)
+        live = await _apply(client, deployment, seen)
     name, namespace = service.name, service.metadata.namespace
     observation = state.Observation(
         service=service,
+        previous=(body.get("status") or {}).get("conditions") or [],
         cache=cache,
         deployment=live,
         engine_args=workload.engine_args(service),

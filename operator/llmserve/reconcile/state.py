@@ -96,6 +96,8 @@ class Observation:
     """Everything the status is computed from."""
 
     service: LLMService
+    previous: list[dict[str, Any]]
+    """The conditions as last written: each keeps its transition time until its status flips."""
     cache: Cache
     deployment: dict[str, Any] | None
     engine_args: list[str]
@@ -119,9 +121,7 @@ def _phase(cache: Cache, desired: int, ready: int, deployment: dict[str, Any] | 
 def status(observation: Observation, now: datetime) -> dict[str, Any]:
     """The whole status of a valid LLMService."""
     service, cache, deployment = observation.service, observation.cache, observation.deployment
-    previous = (
-        [c.model_dump(by_alias=True) for c in service.status.conditions] if service.status else []
-    )
+    previous = observation.previous
     generation = service.metadata.generation
     live = (deployment or {}).get("status", {})
     desired = service.spec.replicas
