@@ -243,3 +243,25 @@ def test_a_missing_storage_class_and_a_stuck_job_do_not_block_deletion(
         ),
         what="the children of the deleted LLMService to go",
     )
+
+
+@pytest.mark.usefixtures("operator")
+def test_replicas_no_node_can_take_are_named_in_the_status_and_an_event(
+    kube: Kube, namespace: str
+) -> None:
+    # Three replicas of 8 GPUs on two nodes of 8: at least one pod can never be scheduled.
+    spec = {**SPEC, "gpus": 8, "replicas": 3, "cache": {"enabled": False}}
+    apply(kube, namespace, document(spec))
+    available = eventually(
+        lambda: (
+            (c := condition(kube, namespace, "Available")).get("reason") == "Unschedulable" and c
+        ),
+        timeout=90,
+        what="Available to say Unschedulable",
+    )
+    assert "Insufficient nvidia.com/gpu" in available["message"]
+    assert status(kube, namespace)["phase"] in ("Pending", "Degraded")
+    warnings = [e for e in events(kube, namespace) if e["reason"] == "Unschedulable"]
+    assert len(warnings) == 1
+    assert warnings[0]["type"] == "Warning"
+    assert warnings[0]["source"]["component"] == "llmserve"

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tests.reconcile.test_state import UNSCHEDULABLE_POD
 from tests.support import document
 
 from llmserve import reconcile
@@ -63,6 +64,10 @@ class FakeObjects:
         self._event(self.store[key])
         return copy.deepcopy(self.store[key])
 
+    async def list_(self, _: object, __: str, kind: str, ns: str, ___: str) -> list[dict[str, Any]]:
+        self.calls.append(("list", kind))
+        return [copy.deepcopy(o) for (k, n, _), o in self.store.items() if (k, n) == (kind, ns)]
+
     async def delete(self, _: object, __: str, kind: str, ns: str, name: str) -> None:
         self.calls.append(("delete", kind))
         gone = self.store.pop((kind, ns, name), None)
@@ -77,7 +82,7 @@ class FakeObjects:
 @pytest.fixture
 def api(monkeypatch: pytest.MonkeyPatch) -> FakeObjects:
     fake = FakeObjects()
-    for name in ("get", "create", "apply", "delete"):
+    for name in ("get", "create", "apply", "delete", "list_"):
         monkeypatch.setattr(reconcile.objects, name, getattr(fake, name))
     return fake
 
@@ -225,3 +230,21 @@ def test_a_late_event_of_the_replaced_job_is_ignored(api: FakeObjects) -> None:
     job = api.seen.get("Job", "ml", "llama-8b-model-download")
     assert job is not None
     assert job["metadata"]["annotations"]["llmserve.io/attempt"] == "2"
+
+
+def test_a_replica_no_node_can_take_is_reported_once(api: FakeObjects) -> None:
+    run(api)
+    api.set_status("Job", "llama-8b-model-download", {"succeeded": 1})
+    starting = run(api)
+    assert starting.status["phase"] == "Starting"
+    assert ("list", "Pod") not in api.calls  # a new Deployment: no reason to ask yet
+    created = T0.strftime("%Y-%m-%dT%H:%M:%SZ")
+    api.store[("Deployment", "ml", "llama-8b")]["metadata"]["creationTimestamp"] = created
+    api.seen.observe(api.store[("Deployment", "ml", "llama-8b")])
+    api.store[("Pod", "ml", "llama-8b-x")] = UNSCHEDULABLE_POD
+    body = {**copy.deepcopy(BODY), "status": starting.status}
+    stuck = run(api, body, now=T0 + timedelta(seconds=30))
+    assert stuck.status["phase"] == "Pending"
+    assert [r for _, r, _ in stuck.events] == ["Pending", "Unschedulable"]
+    again = run(api, {**body, "status": stuck.status}, now=T0 + timedelta(seconds=50))
+    assert again.events == []

@@ -170,3 +170,44 @@ def test_a_missing_child_is_drift() -> None:
 def test_lists_must_match_element_by_element() -> None:
     assert not contains([{"a": 1}], [{"a": 1}, {"b": 2}])
     assert contains([{"a": 1, "z": 0}], [{"a": 1}])
+
+
+UNSCHEDULABLE_POD = {
+    "metadata": {"name": "llama-8b-5d9f-x2x"},
+    "status": {
+        "phase": "Pending",
+        "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+             "message": "0/2 nodes are available: 2 Insufficient nvidia.com/gpu. "}
+        ],
+    },
+}  # fmt: skip
+
+
+def test_a_pod_no_node_can_take_makes_the_service_pending_and_says_why() -> None:
+    why = state.unschedulable([{"metadata": {"name": "ok"}, "status": {}}, UNSCHEDULABLE_POD])
+    assert why == (
+        "pod llama-8b-5d9f-x2x cannot be scheduled: 0/2 nodes are available: "
+        "2 Insufficient nvidia.com/gpu."
+    )
+    svc = service({})
+    observation = state.Observation(
+        svc, [], CACHED, {"status": {"replicas": 1}}, [], "img", "a=b", "http://e/v1", why
+    )
+    status = state.status(observation, NOW)
+    assert status["phase"] == "Pending"
+    available = next(c for c in status["conditions"] if c["type"] == "Available")
+    assert available["reason"] == "Unschedulable"
+    assert "Insufficient nvidia.com/gpu" in available["message"]
+
+
+@pytest.mark.parametrize(
+    ("age", "ready", "expected"), [(5, 0, False), (30, 0, True), (30, 1, False)]
+)
+def test_pods_are_read_only_for_a_deployment_short_of_replicas_for_a_while(
+    age: int, ready: int, *, expected: bool
+) -> None:
+    created = (NOW - timedelta(seconds=age)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    deployment = {"metadata": {"creationTimestamp": created}, "status": {"readyReplicas": ready}}
+    assert state.worth_asking_why(deployment, 1, NOW) is expected
+    assert state.worth_asking_why(None, 1, NOW) is False

@@ -25,6 +25,7 @@ _PATHS: Final = MappingProxyType(
         ("v1", "PersistentVolumeClaim"): "/api/v1/namespaces/{ns}/persistentvolumeclaims",
         ("v1", "Service"): "/api/v1/namespaces/{ns}/services",
         ("v1", "Event"): "/api/v1/namespaces/{ns}/events",
+        ("v1", "Pod"): "/api/v1/namespaces/{ns}/pods",
         ("batch/v1", "Job"): "/apis/batch/v1/namespaces/{ns}/jobs",
         ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments",
         ("coordination.k8s.io/v1", "Lease"): "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
@@ -78,6 +79,17 @@ async def get(
     """The object, or None when it does not exist."""
     path = _path(api_version, kind, namespace, name)
     return await _call(client, "GET", path, f"{kind} {namespace}/{name}", missing_ok=True)
+
+
+async def list_(
+    client: Client, api_version: str, kind: str, namespace: str, label_selector: str
+) -> list[dict[str, Any]]:
+    """The objects of a kind in a namespace that match a label selector."""
+    path = _path(api_version, kind, namespace)
+    query = [("labelSelector", label_selector)]
+    result = await _call(client, "GET", path, f"{kind}s in {namespace}", query=query)
+    items: list[dict[str, Any]] = (result or {}).get("items") or []
+    return items
 
 
 def _what(manifest: dict[str, Any]) -> str:

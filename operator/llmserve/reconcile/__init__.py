@@ -153,6 +153,16 @@ def _phase_event(
     return [(kind, new, f"phase {old or 'new'} -> {new}: {message}")]
 
 
+def _new_unschedulable(body: dict[str, Any], status: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """A Warning when replicas newly cannot be scheduled (once, not on every pass)."""
+    old = (body.get("status") or {}).get("conditions") or []
+    was: dict[str, Any] = next((c for c in old if c.get("type") == "Available"), {})
+    now = next(c for c in status["conditions"] if c["type"] == "Available")
+    if now["reason"] == "Unschedulable" and was.get("reason") != "Unschedulable":
+        return [("Warning", "Unschedulable", now["message"])]
+    return []
+
+
 async def reconcile(
     body: dict[str, Any],
     client: Client,
@@ -186,6 +196,11 @@ async def reconcile(
     if cache.state in ("succeeded", "disabled") and drifted(deployment, live):
         live = await _apply(client, deployment, seen)
     name, namespace = service.name, service.metadata.namespace
+    selector = meta.selector_string(service)
+    why = None
+    if state.worth_asking_why(live, service.spec.replicas, now):
+        pods = await objects.list_(client, "v1", "Pod", namespace or "", selector)
+        why = state.unschedulable(pods)
     observation = state.Observation(
         service=service,
         previous=(body.get("status") or {}).get("conditions") or [],
@@ -193,9 +208,11 @@ async def reconcile(
         deployment=live,
         engine_args=workload.engine_args(service),
         image=deployment["spec"]["template"]["spec"]["containers"][0]["image"],
-        selector=meta.selector_string(service),
+        selector=selector,
         endpoint=f"http://{name}.{namespace}.svc/v1",
+        unschedulable=why,
     )
     outcome.status = state.status(observation, now)
     outcome.events += _phase_event(body, outcome.status, last_phase)
+    outcome.events += _new_unschedulable(body, outcome.status)
     return outcome

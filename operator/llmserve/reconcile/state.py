@@ -104,15 +104,19 @@ class Observation:
     image: str
     selector: str
     endpoint: str
+    unschedulable: str | None = None
+    """Why the scheduler cannot place a replica's pod (its PodScheduled message), if it cannot."""
 
 
-def _phase(cache: Cache, desired: int, ready: int, deployment: dict[str, Any] | None) -> Phase:
+def _phase(
+    cache: Cache, desired: int, ready: int, deployment: dict[str, Any] | None, *, placed: bool
+) -> Phase:
     if cache.state == "failed":
         return "Failed"
     if cache.state in ("absent", "running"):
         return "Downloading"
-    if deployment is None:
-        return "Pending"
+    if deployment is None or (ready == 0 and not placed):
+        return "Pending"  # no Deployment yet, or no node can take its pods
     if desired == 0 or ready >= desired:
         return "Ready"
     return "Degraded" if ready > 0 else "Starting"
@@ -137,6 +141,9 @@ def status(observation: Observation, now: datetime) -> dict[str, Any]:
         )
     else:
         avail_reason, avail_message = "ReplicasStarting", f"0/{desired} replicas ready: loading"
+    if observation.unschedulable and deployment is not None:
+        avail_reason = "Unschedulable"
+        avail_message = f"{ready}/{desired} replicas ready; {observation.unschedulable}"
     verdicts = [
         Verdict("Valid", holds=True, reason="Valid", message="the spec passed every check"),
         Verdict("ModelCached", holds=cached, reason=cache.reason, message=cache.message),
@@ -144,7 +151,7 @@ def status(observation: Observation, now: datetime) -> dict[str, Any]:
     ]
     conditions = [_set(previous, v, now, generation) for v in verdicts]
     return {
-        "phase": _phase(cache, desired, ready, deployment),
+        "phase": _phase(cache, desired, ready, deployment, placed=not observation.unschedulable),
         "conditions": conditions,
         "replicas": replicas,
         "readyReplicas": ready,
@@ -167,3 +174,34 @@ def invalid_status(service_body: dict[str, Any], message: str, now: datetime) ->
         "conditions": [_set(previous, invalid, now, generation)],
         "observedGeneration": generation,
     }
+
+
+def unschedulable(pods: list[dict[str, Any]]) -> str | None:
+    """The scheduler's word on the first pod it cannot place, e.g. `Insufficient nvidia.com/gpu`."""
+    for pod in pods:
+        for condition in pod.get("status", {}).get("conditions") or []:
+            if (
+                condition.get("type") == "PodScheduled"
+                and condition.get("status") == "False"
+                and condition.get("reason") == "Unschedulable"
+            ):
+                name = pod["metadata"]["name"]
+                return f"pod {name} cannot be scheduled: {condition.get('message', '').strip()}"
+    return None
+
+
+def worth_asking_why(deployment: dict[str, Any] | None, desired: int, now: datetime) -> bool:
+    """Whether to read the pods of a Deployment short of ready replicas.
+
+    Only once it has been short for a while: most pods start within seconds, and listing pods on
+    every pass of a starting LLMService would double what a start costs the API server.
+    """
+    if deployment is None:
+        return False
+    ready = deployment.get("status", {}).get("readyReplicas") or 0
+    created = parse_time(deployment.get("metadata", {}).get("creationTimestamp"))
+    return ready < desired and created is not None and (now - created).total_seconds() > ASK_AFTER
+
+
+ASK_AFTER: Final = 10
+"""Seconds a Deployment may be short of ready replicas before its pods are read."""
