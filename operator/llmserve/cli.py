@@ -211,6 +211,35 @@ def cmd_operator(args: argparse.Namespace, _: TextIO, __: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_sim(args: argparse.Namespace, _: TextIO, __: TextIO) -> int:
+    """Serve a simulated engine until SIGTERM."""
+    from llmserve.sim import engine, server  # noqa: PLC0415 - only this command needs aiohttp
+
+    performance = engine.Performance(
+        t0=args.step_seconds,
+        max_num_seqs=args.max_num_seqs,
+        max_batched_tokens=args.max_batched_tokens,
+        kv_capacity=args.kv_tokens,
+    )
+    faults = server.Faults(
+        fail_rate=args.fail_rate,
+        hang_rate=args.hang_rate,
+        slow_rate=args.slow_rate,
+        die_after=args.die_after,
+    )
+    settings = server.Settings(
+        flavor=args.flavor,
+        model=args.model,
+        performance=performance,
+        faults=faults,
+        seed=args.seed,
+        startup_seconds=args.startup_seconds,
+        default_max_tokens=args.default_max_tokens,
+    )
+    server.serve(settings, args.host, args.port)
+    return EXIT_OK
+
+
 def cmd_fetch_model(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Download a model repo into the Hugging Face cache under --hf-home; progress on stdout."""
     hf_home = Path(args.hf_home).absolute()
@@ -237,7 +266,7 @@ def cmd_fetch_model(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a statement per flag
     parser = argparse.ArgumentParser(
         prog="llmserve",
         description="Run open LLMs on Kubernetes GPU clusters from one LLMService resource.",
@@ -340,6 +369,42 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--link", metavar="PATH", help="make PATH a symlink to the GGUF file fetched")
     p.set_defaults(handler=cmd_fetch_model)
+
+    p = sub.add_parser(
+        "sim",
+        help="serve a simulated vLLM or TGI engine (routes, metrics, batching, faults)",
+        description="Serve an engine's HTTP API over a continuous-batching model: responses come "
+        "at the speed the model computes (step = STEP + per-sequence, context and prefill costs; "
+        "defaults: Llama-3.1-8B on an A100), with the engine's real routes, error bodies and "
+        "Prometheus metric names. Deterministic with --seed. Serves until SIGTERM.",
+        epilog="Example: llmserve sim --flavor vllm --host 127.0.0.1 --port 8000 "
+        "--model meta-llama/Llama-3.1-8B-Instruct --fail-rate 0.1",
+    )
+    p.add_argument("--flavor", choices=("vllm", "tgi"), default="vllm")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--model", required=True, metavar="NAME", help="the served model name")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    p.add_argument("--max-num-seqs", type=int, default=256, metavar="N", help="batch slots")
+    p.add_argument("--max-batched-tokens", type=int, default=8192, metavar="N",
+                   help="prefill tokens per step")  # fmt: skip
+    p.add_argument("--kv-tokens", type=int, default=400_000, metavar="N",
+                   help="KV-cache capacity in tokens")  # fmt: skip
+    p.add_argument("--step-seconds", type=float, default=0.0095, metavar="S",
+                   help="fixed cost of one engine step")  # fmt: skip
+    p.add_argument("--default-max-tokens", type=int, default=64, metavar="N",
+                   help="output tokens when a request sets no limit")  # fmt: skip
+    p.add_argument("--startup-seconds", type=float, default=0.0, metavar="S",
+                   help="/health answers 503 this long after start (loading weights)")  # fmt: skip
+    p.add_argument("--fail-rate", type=float, default=0.0, metavar="R",
+                   help="share of requests answered 500")  # fmt: skip
+    p.add_argument("--hang-rate", type=float, default=0.0, metavar="R",
+                   help="share of requests never answered")  # fmt: skip
+    p.add_argument("--slow-rate", type=float, default=0.0, metavar="R",
+                   help="share of requests generated 10x slower")  # fmt: skip
+    p.add_argument("--die-after", type=int, metavar="N",
+                   help="die after N requests (/health 503, requests 500)")  # fmt: skip
+    p.set_defaults(handler=cmd_sim)
     return parser
 
 

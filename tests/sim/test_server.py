@@ -1,0 +1,171 @@
+"""`llmserve sim` as a process on 127.0.0.1, driven by the official `openai` client and raw HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+from tests.support import ROOT
+
+MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def simulator(*flags: str, flavor: str = "vllm") -> Iterator[str]:
+    """A simulator process; its base URL. Stopped (SIGTERM, by PID) afterwards, even on failure."""
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603 - our own command
+        [sys.executable, "-m", "llmserve.cli", "sim", "--flavor", flavor, "--model", MODEL,
+         "--host", "127.0.0.1", "--port", str(port), "--step-seconds", "0.001", *flags],
+        cwd=ROOT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{url}/metrics", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def metric(url: str, name: str, labels: str = "") -> float:
+    """One sample of the simulator's /metrics (0 when absent)."""
+    text = httpx.get(f"{url}/metrics").text
+    pattern = re.escape(name) + (
+        r"\{[^}]*" + re.escape(labels) + r"[^}]*\}" if labels else r"(\{[^}]*\})?"
+    )
+    match = re.search(rf"^{pattern} ([0-9.e+-]+)$", text, re.MULTILINE)
+    return float(match.group(match.lastindex or 1)) if match else 0.0
+
+
+@pytest.fixture(scope="module")
+def vllm() -> Iterator[str]:
+    with simulator() as url:
+        yield url
+
+
+def client(url: str, retries: int = 0) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=retries)
+
+
+def test_chat_and_completions_whole_and_streamed_through_the_openai_client(vllm: str) -> None:
+    api = client(vllm)
+    messages = [{"role": "user", "content": "Say hello to every token"}]
+    whole = api.chat.completions.create(model=MODEL, messages=messages, max_tokens=7)  # type: ignore[arg-type]
+    assert whole.choices[0].finish_reason == "length"
+    assert whole.usage is not None
+    assert whole.usage.completion_tokens == 7
+    text = whole.choices[0].message.content or ""
+    assert len(text.split()) == 7
+    chunks = list(api.chat.completions.create(model=MODEL, messages=messages, max_tokens=7,  # type: ignore[arg-type]
+                                               stream=True))  # fmt: skip
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == text
+    assert chunks[0].choices[0].delta.role == "assistant"
+    completion = api.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=3)
+    assert len(completion.choices[0].text.split()) == 3
+    assert [m.id for m in api.models.list()] == [MODEL]
+
+
+def test_the_engines_own_metric_names_count_what_happened(vllm: str) -> None:
+    before = metric(vllm, "vllm:request_success_total", 'finished_reason="length"')
+    client(vllm).completions.create(model=MODEL, prompt="x" * 400, max_tokens=5)
+    assert metric(vllm, "vllm:request_success_total", 'finished_reason="length"') == before + 1
+    text = httpx.get(f"{vllm}/metrics").text
+    for name in ("vllm:num_requests_running", "vllm:num_requests_waiting",
+                 "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc",
+                 "vllm:prompt_tokens_total", "vllm:generation_tokens_total",
+                 "vllm:time_to_first_token_seconds_bucket",
+                 "vllm:e2e_request_latency_seconds_sum"):  # fmt: skip
+        assert f"\n{name}{{" in text, name
+    assert metric(vllm, "vllm:num_requests_running") == 0
+
+
+def test_errors_come_in_vllms_body_and_map_to_the_clients_exceptions(vllm: str) -> None:
+    with pytest.raises(openai.NotFoundError) as missing:
+        client(vllm).completions.create(model="other", prompt="x", max_tokens=1)
+    assert missing.value.body == {"message": "The model `other` does not exist.",  # type: ignore[comparison-overlap]
+                                  "type": "NotFoundError", "param": None, "code": 404}  # fmt: skip
+    answer = httpx.post(f"{vllm}/v1/completions", content=b"{not json")
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == 400
+
+
+def test_a_client_that_leaves_takes_its_sequence_out_of_the_batch(vllm: str) -> None:
+    aborted = metric(vllm, "vllm:request_success_total", 'finished_reason="abort"')
+    body = {"model": MODEL, "prompt": "x", "max_tokens": 100_000, "stream": True}
+    with httpx.stream("POST", f"{vllm}/v1/completions", json=body) as stream:
+        first = next(stream.iter_lines())
+        assert first.startswith("data: {")
+    deadline = time.monotonic() + 10
+    while metric(vllm, "vllm:request_success_total", 'finished_reason="abort"') != aborted + 1:
+        assert time.monotonic() < deadline, "the simulator never saw the client leave"
+        time.sleep(0.05)
+    assert metric(vllm, "vllm:num_requests_running") == 0
+
+
+def test_injected_failures_and_a_dying_engine() -> None:
+    with simulator("--fail-rate", "1") as url, pytest.raises(openai.InternalServerError):
+        client(url).completions.create(model=MODEL, prompt="x", max_tokens=1)
+    with simulator("--die-after", "1") as url:
+        client(url).completions.create(model=MODEL, prompt="x", max_tokens=1)
+        with pytest.raises(openai.InternalServerError):
+            client(url).completions.create(model=MODEL, prompt="x", max_tokens=1)
+        assert httpx.get(f"{url}/health").status_code == 503
+
+
+def test_health_is_503_while_loading_then_200() -> None:
+    with simulator("--startup-seconds", "1.5") as url:
+        assert httpx.get(f"{url}/health").status_code == 503
+        with pytest.raises(openai.InternalServerError):  # 503: the client's retryable error
+            client(url).completions.create(model=MODEL, prompt="x", max_tokens=1)
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{url}/health").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+
+def test_tgi_flavour_routes_streams_errors_and_metric_names() -> None:
+    with simulator(flavor="tgi") as url:
+        body = {"inputs": "Hello", "parameters": {"max_new_tokens": 4}}
+        assert len(httpx.post(f"{url}/generate", json=body).json()["generated_text"].split()) == 4
+        with httpx.stream("POST", f"{url}/generate_stream", json=body) as stream:
+            events = [line for line in stream.iter_lines() if line]
+        assert len(events) == 4
+        assert all(line.startswith("data:{") for line in events)
+        assert '"generated_text": null' in events[0]
+        assert '"finish_reason": "length"' in events[-1]
+        refused = httpx.post(f"{url}/generate", json={"inputs": ""})
+        assert refused.status_code == 422
+        assert refused.json()["error_type"] == "validation"
+        assert httpx.get(f"{url}/info").json()["model_id"] == MODEL
+        chat = client(url).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )
+        assert chat.choices[0].message.content
+        text = httpx.get(f"{url}/metrics").text
+        assert re.search(r"^tgi_request_count 3\.0$", text, re.MULTILINE), text
+        for name in ("tgi_queue_size", "tgi_batch_current_size", "tgi_request_duration_bucket"):
+            assert f"\n{name}" in text, name
