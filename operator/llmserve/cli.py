@@ -240,6 +240,13 @@ def cmd_sim(args: argparse.Namespace, _: TextIO, __: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_proxy(args: argparse.Namespace, _: TextIO, __: TextIO) -> int:
+    """Serve the proxy until SIGTERM."""
+    from llmserve.proxy import main  # noqa: PLC0415 - only this command needs uvicorn
+
+    return main.run(args)
+
+
 def cmd_fetch_model(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Download a model repo into the Hugging Face cache under --hf-home; progress on stdout."""
     hf_home = Path(args.hf_home).absolute()
@@ -405,6 +412,22 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a statement per fla
     p.add_argument("--die-after", type=int, metavar="N",
                    help="die after N requests (/health 503, requests 500)")  # fmt: skip
     p.set_defaults(handler=cmd_sim)
+
+    p = sub.add_parser(
+        "proxy",
+        help="the OpenAI front door beside an engine: API keys, bounded queue, SSE relay, metrics",
+        description="Relay the OpenAI routes of the engine at --upstream: bearer keys from a file "
+        "(reloaded when it changes), at most --max-concurrency requests at the engine and "
+        "--max-queue waiting (429 or 503 with Retry-After beyond), streams relayed chunk by chunk, "
+        "/health, /ready, /metrics and /metrics/engine. Every flag can also be set as "
+        "LLMSERVE_PROXY_<FLAG> (e.g. LLMSERVE_PROXY_MAX_QUEUE=64). SIGTERM drains.",
+        epilog="Example: llmserve proxy --upstream http://127.0.0.1:8000 --port 8080 "
+        "--api-keys-file /etc/llmserve/keys/api-keys --max-concurrency 256",
+    )
+    from llmserve.proxy.flags import add_arguments  # noqa: PLC0415 - argparse only, no uvicorn
+
+    add_arguments(p)
+    p.set_defaults(handler=cmd_proxy)
     return parser
 
 

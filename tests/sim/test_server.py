@@ -2,62 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
-from tests.support import ROOT
-
-MODEL = "meta-llama/Llama-3.1-8B-Instruct"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextlib.contextmanager
-def simulator(*flags: str, flavor: str = "vllm") -> Iterator[str]:
-    """A simulator process; its base URL. Stopped (SIGTERM, by PID) afterwards, even on failure."""
-    port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - our own command
-        [sys.executable, "-m", "llmserve.cli", "sim", "--flavor", flavor, "--model", MODEL,
-         "--host", "127.0.0.1", "--port", str(port), "--step-seconds", "0.001", *flags],
-        cwd=ROOT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/metrics", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
-
-
-def metric(url: str, name: str, labels: str = "") -> float:
-    """One sample of the simulator's /metrics (0 when absent)."""
-    text = httpx.get(f"{url}/metrics").text
-    pattern = re.escape(name) + (
-        r"\{[^}]*" + re.escape(labels) + r"[^}]*\}" if labels else r"(\{[^}]*\})?"
-    )
-    match = re.search(rf"^{pattern} ([0-9.e+-]+)$", text, re.MULTILINE)
-    return float(match.group(match.lastindex or 1)) if match else 0.0
+from tests.processes import MODEL, metric, simulator
 
 
 @pytest.fixture(scope="module")
