@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 
-import httpx
+import httpx2 as httpx
 from tests.support import ROOT
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"

@@ -7,7 +7,7 @@ import signal
 import time
 from collections.abc import Iterator
 
-import httpx
+import httpx2 as httpx
 import openai
 import pytest
 from tests.processes import MODEL, free_port, metric, proxy, simulator

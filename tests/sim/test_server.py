@@ -6,7 +6,7 @@ import re
 import time
 from collections.abc import Iterator
 
-import httpx
+import httpx2 as httpx
 import openai
 import pytest
 from tests.processes import MODEL, metric, simulator

@@ -1,0 +1,3 @@
+module llmserve.io/tools/loadgen
+
+go 1.26.0
