@@ -217,6 +217,9 @@ def cmd_sim(args: argparse.Namespace, _: TextIO, __: TextIO) -> int:
 
     performance = engine.Performance(
         t0=args.step_seconds,
+        per_sequence=args.per_sequence_seconds,
+        per_kilo_context=args.per_kilo_context_seconds,
+        per_prefill_token=args.per_prefill_token_seconds,
         max_num_seqs=args.max_num_seqs,
         max_batched_tokens=args.max_batched_tokens,
         kv_capacity=args.kv_tokens,
@@ -387,18 +390,32 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a statement per fla
         epilog="Example: llmserve sim --flavor vllm --host 127.0.0.1 --port 8000 "
         "--model meta-llama/Llama-3.1-8B-Instruct --fail-rate 0.1",
     )
+    from llmserve.sim.engine import Performance  # noqa: PLC0415 - pure: its defaults, no server
+
+    model = Performance()
     p.add_argument("--flavor", choices=("vllm", "tgi"), default="vllm")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model", required=True, metavar="NAME", help="the served model name")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
-    p.add_argument("--max-num-seqs", type=int, default=256, metavar="N", help="batch slots")
-    p.add_argument("--max-batched-tokens", type=int, default=8192, metavar="N",
+    p.add_argument(
+        "--max-num-seqs", type=int, default=model.max_num_seqs, metavar="N", help="batch slots"
+    )
+    p.add_argument("--max-batched-tokens", type=int, default=model.max_batched_tokens, metavar="N",
                    help="prefill tokens per step")  # fmt: skip
-    p.add_argument("--kv-tokens", type=int, default=400_000, metavar="N",
+    p.add_argument("--kv-tokens", type=int, default=model.kv_capacity, metavar="N",
                    help="KV-cache capacity in tokens")  # fmt: skip
-    p.add_argument("--step-seconds", type=float, default=0.0095, metavar="S",
+    p.add_argument("--step-seconds", type=float, default=model.t0, metavar="S",
                    help="fixed cost of one engine step")  # fmt: skip
+    p.add_argument("--per-sequence-seconds", type=float, default=model.per_sequence,
+                   metavar="S",
+                   help="added to a step per running sequence")  # fmt: skip
+    p.add_argument("--per-kilo-context-seconds", type=float, default=model.per_kilo_context,
+                   metavar="S",
+                   help="added to a step per 1000 tokens of context in the batch")  # fmt: skip
+    p.add_argument("--per-prefill-token-seconds", type=float, default=model.per_prefill_token,
+                   metavar="S",
+                   help="added to a step per prompt token prefilled")  # fmt: skip
     p.add_argument("--default-max-tokens", type=int, default=64, metavar="N",
                    help="output tokens when a request sets no limit")  # fmt: skip
     p.add_argument("--startup-seconds", type=float, default=0.0, metavar="S",
