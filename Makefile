@@ -10,7 +10,7 @@ CLUSTER_FLAGS := $(if $(filter kind,$(CLUSTER)),--kind,)
 # `make test` uses the cluster of `make cluster-up` when there is one, else starts its own.
 KUBECONFIG_UP := $(wildcard .cluster/kubeconfig)
 
-.PHONY: help venv lint format test unit cluster-tests tools cluster-up cluster-down crd golden demo bench-operator clean
+.PHONY: help venv lint format test unit cluster-tests tools cluster-up cluster-down crd golden demo bench-operator bench-proxy clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -59,6 +59,10 @@ golden: $(STAMP)  ## regenerate tests/data/expected/ from tests/data/llmservices
 
 bench-operator: $(STAMP) tools  ## 1000 LLMServices: time to Ready, operator RSS, API requests, deletion
 	$(BIN)/python tools/bench_operator.py
+
+bench-proxy: $(STAMP)  ## the proxy vs direct, a raw relay and LiteLLM; then a 10x overload run
+	$(BIN)/python tools/bench_proxy.py
+	$(BIN)/python tools/bench_proxy.py --overload
 
 demo: $(STAMP) tools  ## local cluster, operator, one sample LLMService per engine, until Ready
 	$(BIN)/python tools/demo.py

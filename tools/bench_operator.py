@@ -14,7 +14,7 @@ private pod IPs, see `cluster.pod_cidr`):
 
 Both report API requests per LLMService (from `apiserver_request_total`, so every client counts)
 and the CPU time of every process. The operator runs from an environment with llmserve's runtime
-dependencies only, as the image installs them (`runtime_python`): the development tools (the
+dependencies only, as the image installs them (`testbin.runtime_python`): the development tools (the
 synchronous Kubernetes client, which kopf imports whenever it is installed) are not in its memory.
 
 Usage: tools/bench_operator.py [--count N] [--no-floor]
@@ -23,7 +23,6 @@ Usage: tools/bench_operator.py [--count N] [--no-floor]
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -32,10 +31,11 @@ import sys
 import tempfile
 import threading
 import time
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import testbin
 
 import cluster as cluster_tool  # a sibling script: tools/ is on sys.path when run as a script
 
@@ -43,20 +43,6 @@ ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "bench"
 TIMEOUT = 900
 """Seconds each phase of a run may take."""
-
-
-def runtime_python() -> Path:
-    """Python of a virtualenv with pyproject.toml's runtime dependencies, made once per list."""
-    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    key = hashlib.sha256(json.dumps(dependencies).encode()).hexdigest()[:16]
-    venv = Path.home() / ".cache" / "llmserve" / "runtime" / key
-    python = venv / "bin" / "python"
-    if not (venv / "complete").exists():
-        print(f"making the runtime environment {venv} ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *dependencies], check=True)
-        (venv / "complete").touch()
-    return python
 
 
 def kubectl(handle: cluster_tool.Cluster, *args: str, stdin: str | None = None) -> str:
@@ -261,7 +247,7 @@ def with_operator(total: int) -> Callable[[cluster_tool.Cluster], dict[str, floa
 
     def measure(handle: cluster_tool.Cluster) -> dict[str, float]:
         log = handle.workdir / "operator.log"
-        operator = cluster_tool.start_operator(handle, NAMESPACE, log, runtime_python())
+        operator = cluster_tool.start_operator(handle, NAMESPACE, log, testbin.runtime_python())
         watch = Watch(handle, "llms", ".status.phase")
         try:
             figures = run_until(handle, watch, "Ready", total, llmservices(total))

@@ -13,6 +13,7 @@ Usage: tools/testbin.py build | dir
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,6 +201,33 @@ def build() -> Path:
         build_group(group, dest, f"[{index}/{len(missing)}]")
     print(f"built in {time.monotonic() - started:.0f} s: {dest}", flush=True)
     return dest
+
+
+def runtime_python() -> Path:
+    """Python of a virtualenv with pyproject.toml's runtime dependencies, made once per list."""
+    pyproject = TOOLS.parent / "pyproject.toml"
+    dependencies = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    digest = hashlib.sha256(json.dumps(dependencies).encode()).hexdigest()[:16]
+    venv = CACHE / "runtime" / digest
+    python = venv / "bin" / "python"
+    if not (venv / "complete").exists():
+        print(f"making the runtime environment {venv} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *dependencies], check=True)
+        (venv / "complete").touch()
+    return python
+
+
+def loadgen() -> Path:
+    """The Go load generator of the benchmarks (tools/loadgen), built once per source."""
+    source = TOOLS / "loadgen"
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in sorted(source.glob("*.go*"))))
+    binary = CACHE / "loadgen" / digest.hexdigest()[:16] / "loadgen"
+    if not binary.exists():
+        subprocess.run(
+            ["go", "build", "-o", str(binary), "."], cwd=source, env=_go_env(), check=True
+        )
+    return binary
 
 
 def main(argv: list[str]) -> int:
