@@ -3,11 +3,11 @@
 
 Targets, each in front of one `llmserve sim` (or none, for `direct`):
 - direct: the simulator itself;
-- llmserve: `llmserve proxy` (keys off, default admission limits raised out of the way);
+- llmserve: `llmserve proxy` with an API key (admission limits raised out of the way);
 - relay: the "Python limit" reference: a raw ASGI app on uvicorn forwarding bytes with aiohttp,
   no routing, no auth, no metrics;
-- litellm: LiteLLM's proxy configured as a pass-through to the simulator (its own virtualenv
-  under ~/.cache/llmserve; skipped, and said so, if it cannot be installed).
+- litellm: LiteLLM's proxy with a master key, configured as a pass-through to the simulator (its
+  own virtualenv under ~/.cache/llmserve; skipped, and said so, if it cannot be installed).
 
 Scenarios: non-streaming requests at concurrency 1, 64 and 256 (the simulator answers one token
 at once), and 256 concurrent streams at 50 tokens/s each. The load generator (tools/loadgen, Go)
@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -41,11 +43,14 @@ import testbin  # a sibling script: tools/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "sim-model"
-LITELLM = "litellm[proxy]==1.109.1"
+KEY = "sk-bench-0123456789abcdef"
+"""Both proxies check an API key, as they would in production; the raw relay checks nothing."""
+KEYED = frozenset({"llmserve", "litellm"})
+LITELLM = "litellm[proxy]==1.105.0"
 RELAY = """
-import aiohttp, sys
+import aiohttp
 
-UPSTREAM = sys.argv[1]
+UPSTREAM = "{upstream}"
 session = None
 
 async def app(scope, receive, send):
@@ -97,8 +102,16 @@ def wait_for(port: int, process: subprocess.Popen[bytes], seconds: float = 120) 
 @contextlib.contextmanager
 def server(argv: list[str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A server pinned to CPU 0; stopped by PID afterwards."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "operator"),  # the checkout's llmserve
+        # LiteLLM: its key at boot, and no fetches from the internet (nothing but loopback here).
+        "LITELLM_MASTER_KEY": KEY,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_TELEMETRY": "False",
+    }
     with log.open("a") as out:
-        process = subprocess.Popen(["taskset", "-c", "0", *argv], stdout=out, stderr=out)
+        process = subprocess.Popen(["taskset", "-c", "0", *argv], stdout=out, stderr=out, env=env)
     try:
         wait_for(port, process)
         yield process
@@ -111,6 +124,7 @@ def server(argv: list[str], port: int, log: Path) -> Iterator[subprocess.Popen[b
             process.wait()
 
 
+@functools.cache
 def litellm_python(log: Path) -> Path | None:
     """Python of a virtualenv holding LiteLLM's proxy, or None when it cannot be installed."""
     venv = testbin.CACHE / "litellm" / LITELLM.split("==")[1]
@@ -144,15 +158,17 @@ def target_argv(name: str, python: Path, upstream: int, port: int, work: Path) -
     """The command of a target in front of the simulator on `upstream`."""
     base = f"http://127.0.0.1:{upstream}"
     if name == "llmserve":
+        keys = work / "api-keys"
+        keys.write_text(f"bench:{KEY}\n")
         return [str(python), "-m", "llmserve.cli", "proxy", "--upstream", base, "--host",
                 "127.0.0.1", "--port", str(port), "--max-concurrency", "1024",
-                "--max-queue", "1024"]  # fmt: skip
+                "--max-queue", "1024", "--api-keys-file", str(keys)]  # fmt: skip
     if name == "relay":
         script = work / "relay.py"
-        script.write_text(RELAY)
+        script.write_text(RELAY.replace("{upstream}", base))
         return [str(python), "-m", "uvicorn", "--app-dir", str(work), "relay:app", "--host",
                 "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
-                "--http", "httptools", "--", base]  # fmt: skip
+                "--http", "httptools"]  # fmt: skip
     if name == "litellm":
         litellm = litellm_python(work / "litellm-install.log")
         if litellm is None:
@@ -167,8 +183,8 @@ def target_argv(name: str, python: Path, upstream: int, port: int, work: Path) -
     return None
 
 
-def load(
-    loadgen: Path, port: int, concurrency: int, seconds: float, *, streaming: bool
+def load(  # noqa: PLR0913 - one run's shape
+    loadgen: Path, port: int, concurrency: int, seconds: float, *, streaming: bool, key: str = ""
 ) -> dict[str, Any]:
     """One loadgen run, pinned to CPU 1."""
     body = {"model": MODEL, "prompt": "Hello", "max_tokens": 100 if streaming else 1,
@@ -178,6 +194,8 @@ def load(
             "-c", str(concurrency), "-d", f"{seconds}s"]  # fmt: skip
     if streaming:
         argv.append("-stream")
+    if key:
+        argv += ["-key", key]
     out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 120)
     return dict(json.loads(out.stdout))
 
@@ -200,14 +218,16 @@ SCENARIOS = [
 TARGETS = ["direct", "llmserve", "relay", "litellm"]
 
 
-def measure(runs: int, seconds: float, work: Path) -> dict[tuple[str, str], dict[str, float]]:
+def measure(
+    runs: int, seconds: float, work: Path, targets: list[str]
+) -> dict[tuple[str, str], dict[str, float]]:
     """Every scenario against every target; medians of `runs` runs."""
     python = testbin.runtime_python()
     loadgen = testbin.loadgen()
     table: dict[tuple[str, str], dict[str, float]] = {}
     log = work / "servers.log"
     for scenario, concurrency, streaming in SCENARIOS:
-        for target in TARGETS:
+        for target in targets:
             sim_port, port = free_port(), free_port()
             with server(sim_argv(python, sim_port, streaming=streaming), sim_port, log):
                 argv = target_argv(target, python, sim_port, port, work)
@@ -219,11 +239,12 @@ def measure(runs: int, seconds: float, work: Path) -> dict[tuple[str, str], dict
                     print(f"  {scenario:12s} {target:9s} not measured", flush=True)
                     continue
                 else:
+                    key = KEY if target in KEYED else ""
                     with server(argv, port, log) as process:
                         pid = process.pid
                         before, _ = cpu_and_rss(pid)
-                        samples = [load(loadgen, port, concurrency, seconds, streaming=streaming)
-                                   for _ in range(runs)]  # fmt: skip
+                        samples = [load(loadgen, port, concurrency, seconds, streaming=streaming,
+                                        key=key) for _ in range(runs)]  # fmt: skip
                         after, rss = cpu_and_rss(pid)
             row = {key: statistics.median(s[key] for s in samples)
                    for key in ("rps", "p50_ms", "p99_ms", "chunks_per_s", "ttft_p50_ms",
@@ -312,11 +333,13 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--overload", action="store_true")
+    parser.add_argument("--targets", default=",".join(TARGETS), help="comma-separated subset")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the servers on the way out
     work = Path(tempfile.mkdtemp(prefix="llmserve-bench-proxy-"))
     if args.overload:
         return overload(60, work)
-    report(measure(args.runs, args.seconds, work))
+    report(measure(args.runs, args.seconds, work, args.targets.split(",")))
     return 0
 
 

@@ -34,8 +34,10 @@ OPENAI_PATHS: Final = frozenset(
 )
 """Engine routes reachable through the proxy; the engines' admin and tokenizer routes are not."""
 HOP_BY_HOP: Final = frozenset(
-    {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"server", b"date"}
+    {b"connection", b"keep-alive", b"transfer-encoding", b"server", b"date"}
 )
+"""Not relayed; Content-Length is (bodies are relayed as they are, never decompressed), so a whole
+answer goes out in one write instead of chunked framing."""
 USAGE: Final = re.compile(
     rb'"usage":\s*\{[^}]*"prompt_tokens":\s*(\d+)[^}]*"completion_tokens":\s*(\d+)'
 )
@@ -70,8 +72,8 @@ class Settings:
     request_timeout: float = 600.0
     """Whole request, streaming included: long generations take minutes."""
     first_byte_timeout: float = 300.0
-    """Until the engine starts answering (queueing inside the engine included); also the longest
-    silence tolerated between two chunks."""
+    """Until the engine's answer starts (its status line: a stream's at once, a whole answer's
+    when generation ends; queueing inside the engine included)."""
     connect_timeout: float = 5.0
     engine_health: str = "/health"
     allowed_paths: frozenset[str] = OPENAI_PATHS
@@ -95,6 +97,14 @@ class Metrics:
                               buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
         self.prompt = Counter("llmserve_prompt_tokens", "Prompt tokens (usage)", registry=r)
         self.completion = Counter("llmserve_completion_tokens", "Output tokens (usage)", registry=r)
+        self._answered: dict[tuple[int, str], Any] = {}
+
+    def answered(self, code: int, key: str) -> None:
+        """Count an answer (the labelled child is looked up once per code and key)."""
+        child = self._answered.get((code, key))
+        if child is None:
+            child = self._answered[code, key] = self.requests.labels(code=str(code), key=key)
+        child.inc()
 
 
 def error_body(status: int, message: str, kind: str, code: str | None = None) -> bytes:
@@ -144,10 +154,9 @@ class Proxy:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                # No per-read timeout: re-arming a timer on every chunk costs more than the relay.
                 timeout = aiohttp.ClientTimeout(
-                    total=self.settings.request_timeout,
-                    connect=self.settings.connect_timeout,
-                    sock_read=self.settings.first_byte_timeout,
+                    total=self.settings.request_timeout, connect=self.settings.connect_timeout
                 )
                 connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
                 self._session = aiohttp.ClientSession(
@@ -225,7 +234,7 @@ class Proxy:
         started = time.monotonic()
         key = self._key_name(scope)
         if key is None:
-            self.metrics.requests.labels(code="401", key="").inc()
+            self.metrics.answered(401, "")
             body = error_body(401, "Incorrect API key provided: send `Authorization: Bearer <key>`",
                               "invalid_request_error", "invalid_api_key")  # fmt: skip
             await respond(send, 401, body)
@@ -234,19 +243,20 @@ class Proxy:
             await self._refuse(send, Refused(503, "draining", 1), key)
             return
         try:
-            async with self.admission.slot():
-                self.metrics.queue.set(self.admission.queued)
-                self.metrics.in_flight.set(self.admission.in_flight)
-                code = await self._relay(scope, receive, send, method, started)
+            await self.admission.acquire()
         except Refused as refused:
             await self._refuse(send, refused, key)
             return
-        self.metrics.requests.labels(code=str(code), key=key).inc()
+        try:
+            code = await self._relay(scope, receive, send, method, started)
+        finally:
+            self.admission.release()
+        self.metrics.answered(code, key)
         self.metrics.duration.observe(time.monotonic() - started)
 
     async def _refuse(self, send: Send, refused: Refused, key: str) -> None:
         self.metrics.rejected.labels(reason=refused.reason).inc()
-        self.metrics.requests.labels(code=str(refused.status), key=key).inc()
+        self.metrics.answered(refused.status, key)
         messages = {
             "queue_full": "the server is at capacity and its queue is full; retry later",
             "queue_timeout": "the request waited too long for a free slot; retry later",
@@ -276,17 +286,27 @@ class Proxy:
                 headers[name.decode().title()] = value.decode()
         query = scope.get("query_string", b"").decode()
         target = scope["path"] + (f"?{query}" if query else "")
-        relay = asyncio.create_task(
-            self._forward(method, target, bytes(body), headers, send, started)
-        )
-        watcher = asyncio.create_task(_disconnected(receive))
-        done, _ = await asyncio.wait({relay, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if relay not in done:  # the client left: drop the upstream request at once
-            relay.cancel()
-            await asyncio.gather(relay, return_exceptions=True)
+        # One task watches for the client leaving and cancels this one, so the upstream request
+        # is dropped at once; the relay itself runs here, not in a task of its own (cheaper).
+        handler = asyncio.current_task()
+        left: list[bool] = []
+
+        async def watch() -> None:
+            await _disconnected(receive)
+            left.append(True)
+            if handler is not None:
+                handler.cancel()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            return await self._forward(method, target, bytes(body), headers, send, started)
+        except asyncio.CancelledError:
+            if not left or handler is None:
+                raise
+            handler.uncancel()
             return 499
-        watcher.cancel()
-        return relay.result()
+        finally:
+            watcher.cancel()
 
     async def _forward(  # noqa: PLR0913, PLR0917 - one request's parts
         self, method: str, target: str, body: bytes, headers: dict[str, str], send: Send,
@@ -294,9 +314,10 @@ class Proxy:
     ) -> int:  # fmt: skip
         assert self._session is not None  # noqa: S101 - set at startup
         try:
-            async with self._session.request(method, target, data=body, headers=headers) as answer:
-                out = [(k.lower().encode(), v.encode()) for k, v in answer.headers.items()
-                       if k.lower().encode() not in HOP_BY_HOP]  # fmt: skip
+            async with asyncio.timeout(self.settings.first_byte_timeout):
+                answer = await self._session.request(method, target, data=body, headers=headers)
+            async with answer:
+                out = [(k.lower(), v) for k, v in answer.raw_headers if k.lower() not in HOP_BY_HOP]
                 await send({"type": "http.response.start", "status": answer.status, "headers": out})
                 first = True
                 tail = b""
