@@ -34,6 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     flag("queue-timeout", "30", type=float, metavar="S", help="longest wait for a slot")
     flag("request-timeout", "600", type=float, metavar="S", help="longest request, streams too")
     flag("first-byte-timeout", "300", type=float, metavar="S",
-         help="longest wait for the engine's first byte, and between two chunks")  # fmt: skip
+         help="longest wait until the engine's answer starts")  # fmt: skip
     flag("drain-seconds", "120", type=float, metavar="S",
          help="after SIGTERM, how long requests in flight may finish")  # fmt: skip
