@@ -157,3 +157,14 @@ def refused_or_503(url: str) -> bool:
     except httpx.ConnectError:
         return True
     return answer.status_code == 503
+
+
+def test_a_tgi_engine_behind_the_proxy_serves_the_openai_client() -> None:
+    with simulator(flavor="tgi") as engine, proxy(engine, "--engine", "tgi") as (url, _):
+        answer = client(url, key="unused").chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=3
+        )
+        assert len((answer.choices[0].message.content or "").split()) == 3
+        assert httpx.get(f"{url}/ready").status_code == 200
+        assert "tgi_queue_size" in httpx.get(f"{url}/metrics/engine").text
+        assert httpx.post(f"{url}/generate", json={"inputs": "x"}).status_code == 404  # not OpenAI
