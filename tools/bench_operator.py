@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import testbin
+from procfs import cpu_seconds, peak_rss_mib
 
 import cluster as cluster_tool  # a sibling script: tools/ is on sys.path when run as a script
 
@@ -115,23 +115,10 @@ CHILD_PATHS = [
 ]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a running process has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def processes(handle: cluster_tool.Cluster) -> dict[str, int]:
     """PIDs of the control plane's processes and the claim binder, by name."""
     pids = {path.stem: int(path.read_text()) for path in handle.pids_dir.glob("*.pid")}
     return {**pids, "claim binder": int(handle.provisioner_pid.read_text())}
-
-
-def peak_rss_mib(pid: int) -> float:
-    """VmHWM of a running process."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"VmHWM:\s+(\d+) kB", status)
-    return int(match.group(1)) / 1024 if match else float("nan")
 
 
 def llmservices(total: int) -> list[dict[str, Any]]:
@@ -189,10 +176,21 @@ def create(handle: cluster_tool.Cluster, objects: list[dict[str, Any]]) -> None:
         raise SystemExit("error: kubectl create failed; see its message above")
 
 
-def run_until(
+def run_until(  # noqa: PLR0913, PLR0917 - what to create and what to wait for
+    handle: cluster_tool.Cluster, resource: str, column: str, value: str, total: int,
+    objects: list[Any],
+) -> dict[str, float]:  # fmt: skip
+    """Create the objects, wait until `total` objects of `resource` show `value` in `column`."""
+    watch = Watch(handle, resource, column)
+    try:
+        return _created_until(handle, watch, value, total, objects)
+    finally:
+        watch.stop()
+
+
+def _created_until(
     handle: cluster_tool.Cluster, watch: Watch, value: str, total: int, objects: list[Any]
 ) -> dict[str, float]:
-    """Create the objects, wait until `total` show `value`; time and API requests."""
     before = requests_total(handle)
     started = time.monotonic()
     create(handle, objects)
@@ -248,11 +246,7 @@ def with_operator(total: int) -> Callable[[cluster_tool.Cluster], dict[str, floa
     def measure(handle: cluster_tool.Cluster) -> dict[str, float]:
         log = handle.workdir / "operator.log"
         operator = cluster_tool.start_operator(handle, NAMESPACE, log, testbin.runtime_python())
-        watch = Watch(handle, "llms", ".status.phase")
-        try:
-            figures = run_until(handle, watch, "Ready", total, llmservices(total))
-        finally:
-            watch.stop()
+        figures = run_until(handle, "llms", ".status.phase", "Ready", total, llmservices(total))
         figures["deleted_s"] = deleted_after(handle, "llms")
         figures["rss_mib"] = peak_rss_mib(operator.pid)
         figures["operator_cpu_s"] = cpu_seconds(operator.pid)  # since it started
@@ -269,11 +263,9 @@ def without_operator(
     """The same children created directly, all at once: what the control plane alone needs."""
 
     def measure(handle: cluster_tool.Cluster) -> dict[str, float]:
-        watch = Watch(handle, "deployments", ".status.readyReplicas")
-        try:
-            figures = run_until(handle, watch, "1", total, children(total))
-        finally:
-            watch.stop()
+        figures = run_until(
+            handle, "deployments", ".status.readyReplicas", "1", total, children(total)
+        )
         figures["deleted_s"] = deleted_after(handle, "deployments,jobs,services,pvc")
         return figures
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import testbin  # a sibling script: tools/ is on sys.path when run as a script
+from procfs import cpu_seconds, free_port, peak_rss_mib, rss_mib
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "sim-model"
@@ -79,13 +80,6 @@ async def app(scope, receive, send):
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 """
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_for(port: int, process: subprocess.Popen[bytes], seconds: float = 120) -> None:
@@ -200,15 +194,6 @@ def load(  # noqa: PLR0913 - one run's shape
     return dict(json.loads(out.stdout))
 
 
-def cpu_and_rss(pid: int) -> tuple[float, float]:
-    """CPU seconds used and peak RSS (MiB) of a process and its children (uvicorn workers)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    status = Path(f"/proc/{pid}/status").read_text()
-    rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
-    return cpu, rss / 1024
-
-
 SCENARIOS = [
     ("c=1", 1, False),
     ("c=64", 64, False),
@@ -242,10 +227,10 @@ def measure(
                     key = KEY if target in KEYED else ""
                     with server(argv, port, log) as process:
                         pid = process.pid
-                        before, _ = cpu_and_rss(pid)
+                        before = cpu_seconds(pid)
                         samples = [load(loadgen, port, concurrency, seconds, streaming=streaming,
                                         key=key) for _ in range(runs)]  # fmt: skip
-                        after, rss = cpu_and_rss(pid)
+                        after, rss = cpu_seconds(pid), peak_rss_mib(pid)
             row = {key: statistics.median(s[key] for s in samples)
                    for key in ("rps", "p50_ms", "p99_ms", "chunks_per_s", "ttft_p50_ms",
                                "ttft_p99_ms", "gap_p99_ms") if key in samples[0]}  # fmt: skip
@@ -314,9 +299,7 @@ def overload(seconds: float, work: Path) -> int:
             rss = []
             while generator.poll() is None:
                 time.sleep(10)
-                status = Path(f"/proc/{process.pid}/status").read_text()
-                rss.append(next(int(line.split()[1]) // 1024 for line in status.splitlines()
-                                if line.startswith("VmRSS")))  # fmt: skip
+                rss.append(int(rss_mib(process.pid)))
             result = json.loads(generator.communicate()[0])
     codes = result["codes"]
     print(

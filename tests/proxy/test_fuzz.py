@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import string
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.processes import MODEL, proxy, simulator
+from tools.procfs import rss_mib
 
 KEY = "sk-fuzz-0123456789"
 PATHS = ["/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/embeddings", "/health",
@@ -59,14 +59,6 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]
         proxy(engine, "--api-keys-file", str(keys), "--request-timeout", "5") as (url, process),
     ):
         yield url, process.pid
-
-
-def rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return (
-        next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
-        / 1024
-    )
 
 
 @settings(

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import httpx2 as httpx
 import openai
 import pytest
-from tests.processes import MODEL, free_port, metric, proxy, simulator
+from tests.processes import MODEL, metric, proxy, simulator
+from tools.procfs import free_port
 
 KEY = "sk-test-0123456789"
 
