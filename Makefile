@@ -10,7 +10,7 @@ CLUSTER_FLAGS := $(if $(filter kind,$(CLUSTER)),--kind,)
 # `make test` uses the cluster of `make cluster-up` when there is one, else starts its own.
 KUBECONFIG_UP := $(wildcard .cluster/kubeconfig)
 
-.PHONY: help venv lint format test unit cluster-tests tools cluster-up cluster-down crd golden demo bench-operator bench-proxy clean
+.PHONY: help venv lint format test unit cluster-tests tools cluster-up cluster-down crd golden demo bench-operator bench-proxy bench-autoscale clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ bench-operator: $(STAMP) tools  ## 1000 LLMServices: time to Ready, operator RSS
 bench-proxy: $(STAMP)  ## the proxy vs direct, a raw relay and LiteLLM; then a 10x overload run
 	$(BIN)/python tools/bench_proxy.py
 	$(BIN)/python tools/bench_proxy.py --overload
+
+bench-autoscale: $(STAMP)  ## llmserve's autoscaling policy vs HPA, KEDA, KPA, KubeAI, oracle (~1 min)
+	$(BIN)/llmserve bench autoscale --plots bench-autoscale
 
 demo: $(STAMP) tools  ## local cluster, operator, one sample LLMService per engine, until Ready
 	$(BIN)/python tools/demo.py

@@ -245,7 +245,9 @@ def with_operator(total: int) -> Callable[[cluster_tool.Cluster], dict[str, floa
 
     def measure(handle: cluster_tool.Cluster) -> dict[str, float]:
         log = handle.workdir / "operator.log"
-        operator = cluster_tool.start_operator(handle, NAMESPACE, log, testbin.runtime_python())
+        operator = cluster_tool.start_operator(
+            handle, NAMESPACE, log, python=testbin.runtime_python()
+        )
         figures = run_until(handle, "llms", ".status.phase", "Ready", total, llmservices(total))
         figures["deleted_s"] = deleted_after(handle, "llms")
         figures["rss_mib"] = peak_rss_mib(operator.pid)

@@ -277,20 +277,29 @@ def install_crd(cluster: Cluster) -> None:
     run(cluster, "kubectl", "wait", "--for=condition=Established", "crd/llmservices.llmserve.io")
 
 
-def start_operator(
-    cluster: Cluster, namespace: str, log: Path, python: Path | None = None
+def start_operator(  # noqa: PLR0913 - the operator's options, keyword-only
+    cluster: Cluster,
+    namespace: str,
+    log: Path,
+    *,
+    python: Path | None = None,
+    config: Path | None = None,
+    flags: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
     """`llmserve operator -n NAMESPACE` of this checkout, in a session of its own, logging to `log`.
 
     `python`: an interpreter of another environment to run it with (the benchmark's, which holds
-    the runtime dependencies only), with this checkout's source on its path.
+    the runtime dependencies only), with this checkout's source on its path. `config`: the
+    operator settings file ($LLMSERVE_CONFIG); `flags`: more `llmserve operator` flags.
     Returns once it leads (holds its Lease), so what follows is handled at once.
     """
     env = cluster.env()
+    if config is not None:
+        env["LLMSERVE_CONFIG"] = str(config)
     if python is None:
-        argv = [str(ROOT / ".venv" / "bin" / "llmserve"), "operator", "-n", namespace]
+        argv = [str(ROOT / ".venv" / "bin" / "llmserve"), "operator", "-n", namespace, *flags]
     else:
-        argv = [str(python), "-m", "llmserve.cli", "operator", "-n", namespace]
+        argv = [str(python), "-m", "llmserve.cli", "operator", "-n", namespace, *flags]
         env["PYTHONPATH"] = str(ROOT / "operator")
     with log.open("a") as out:
         process = subprocess.Popen(

@@ -1,23 +1,33 @@
 #!/usr/bin/env python3
-"""`make demo`: the local cluster, the CRD, the operator, one sample LLMService per engine.
+"""`make demo`: the local cluster, the CRD, the operator, one sample LLMService per engine, traffic.
 
 Runs the operator as a local process (kwok's pods run no containers, so there is no operator image
 to run in the cluster), applies examples/*.yaml into the namespace `llmserve-demo` and shows
-`kubectl get llms` until every LLMService is Ready. Everything keeps running afterwards for you to
-poke at; `make cluster-down` stops it all, the operator included.
+`kubectl get llms` until every LLMService is Ready. Then it drives simulated traffic at the
+autoscaled sample (examples/vllm.yaml): each of its pods' loopback IPs is served by a local
+`llmserve sim` + `llmserve proxy` (tools/podserve.py), clients load them, and the table shows the
+replicas following the load up and, once it stops, back down after the delay. Everything but the
+traffic keeps running afterwards for you to poke at; `make cluster-down` stops it all.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import podserve
 
 import cluster as cluster_tool  # a sibling script: tools/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "llmserve-demo"
 TIMEOUT_SECONDS = 180
+AUTOSCALED = "llama-8b"
+CLIENTS = 40
+"""Clients sending requests back to back: with their turnaround (and two cores shared by it all),
+about 25-35 requests in flight, three or four replicas' worth at the sample's target of 8."""
 
 
 def kubectl(handle: cluster_tool.Cluster, *args: str) -> str:
@@ -57,6 +67,57 @@ def watch(handle: cluster_tool.Cluster) -> bool:
     return False
 
 
+def replicas_now(handle: cluster_tool.Cluster) -> tuple[str, str, str, str]:
+    """Replicas wanted and ready, and the autoscaler's last reason and message."""
+    path = (
+        "{.spec.replicas}|{.status.readyReplicas}|{.status.autoscaler.reason}"
+        "|{.status.autoscaler.message}"
+    )
+    out = kubectl(handle, "get", "llms", AUTOSCALED, "-n", NAMESPACE, "-o", f"jsonpath={path}")
+    wanted, ready, reason, message = [*out.split("|"), "", "", "", ""][:4]
+    return wanted, ready, reason, message
+
+
+def follow(
+    handle: cluster_tool.Cluster, done: Callable[[int], bool], timeout: float, started: float
+) -> bool:
+    """Print replicas and the reason whenever they change, until `done(ready replicas)`."""
+    last: tuple[str, ...] = ()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        wanted, ready, reason, message = replicas_now(handle)
+        if (wanted, ready, reason) != last:
+            elapsed = time.monotonic() - started
+            print(f"  {elapsed:4.0f} s  replicas {wanted}, ready {ready or 0}  {reason}: {message}")
+            last = (wanted, ready, reason)
+        if wanted == ready and done(int(ready or 0)):
+            return True
+        time.sleep(1)
+    print(f"  replicas did not get there in {timeout:.0f} s; see the operator log")
+    return False
+
+
+def traffic(handle: cluster_tool.Cluster) -> bool:
+    """Load the autoscaled sample, then stop, and show its replicas following."""
+    selector = f"app.kubernetes.io/instance={AUTOSCALED}"
+    logs = handle.workdir / "demo-pods"
+    logs.mkdir(exist_ok=True)
+
+    def pods() -> dict[str, str]:
+        return podserve.running_pods(
+            kubectl(handle, "get", "pods", "-n", NAMESPACE, "-l", selector, "-o", "json")
+        )
+
+    print(f"\ntraffic: {CLIENTS} clients against {AUTOSCALED}'s pods (sim + proxy on loopback)")
+    started = time.monotonic()
+    with podserve.PodServers(pods, logs, ("--step-seconds", "0.02")) as servers:
+        with podserve.Load(servers, clients=CLIENTS):
+            up = follow(handle, lambda ready: ready >= 3, 120, started)
+        print("traffic stopped: replicas go back one at a time after scaleDownDelaySeconds (60 s)")
+        down = follow(handle, lambda ready: ready == 1, 300, started)
+    return up and down
+
+
 def main() -> int:
     """Bring everything up and show it converging."""
     handle = cluster_tool.Cluster("llmserve", cluster_tool.DEFAULT_WORKDIR)
@@ -72,7 +133,7 @@ def main() -> int:
     cluster_tool.run(handle, "kubectl", "apply", "-f", "-", stdin=namespace)
     start_operator(handle)
     print(kubectl(handle, "apply", "-n", NAMESPACE, "-f", str(ROOT / "examples")), end="")
-    ok = watch(handle)
+    ok = watch(handle) and traffic(handle)
     print(
         "\nnext:\n"
         f"  export KUBECONFIG={handle.kubeconfig} PATH={cluster_tool.testbin.bin_dir()}:$PATH\n"

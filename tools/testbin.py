@@ -7,7 +7,10 @@ into ~/.cache/llmserve/bin/<key>, where <key> hashes those files and this script
 complete key directory is reused as is; a missing binary is rebuilt (Go's build cache makes that
 quick). See ../shared/docs/CONTROL-PLANE.md for the recipe and the measured times.
 
-Usage: tools/testbin.py build | dir
+Prometheus, for the autoscaler's tests, is Debian's `prometheus` package, unpacked rather than
+installed: its binary lands in ~/.cache/llmserve/prometheus/<package version>/prometheus.
+
+Usage: tools/testbin.py build | dir | prometheus
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ CACHE = Path(os.environ.get("LLMSERVE_CACHE", Path.home() / ".cache" / "llmserve
 K8S_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.14"
 HELM_VERSION = "v4.2.4"
+PROMETHEUS_PACKAGE = "prometheus"  # Debian's; bookworm has 2.42.0+ds-5+deb12u1
 MIN_FREE_GIB = 8  # module cache ~1.9 GB + build cache ~4.3 GB + binaries ~0.5 GB, measured
 
 
@@ -230,13 +234,107 @@ def loadgen() -> Path:
     return binary
 
 
+def _apt_candidate(package: str) -> str | None:
+    """The version apt would fetch of `package`; None when its lists do not know it."""
+    policy = subprocess.run(
+        ["apt-cache", "policy", package],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "LC_ALL": "C"},  # the field names below are English
+    ).stdout
+    for line in policy.splitlines():
+        field, _, value = line.strip().partition(": ")
+        if field == "Candidate" and value != "(none)":
+            return value
+    return None
+
+
+def _updated_candidate(package: str) -> str:
+    """Refresh apt's lists (a fresh machine has none; old ones name dropped versions), then ask."""
+    if os.geteuid() != 0:
+        sys.exit(
+            f"error: apt's lists lack the {package} package or name a version the mirror dropped; "
+            "run `sudo apt-get update`, then `make tools`"
+        )
+    print("updating apt's package lists ...", flush=True)
+    subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)
+    version = _apt_candidate(package)
+    if version is None:
+        sys.exit(
+            f"error: apt knows no {package} package even after `apt-get update`; enable Debian's "
+            "main component in /etc/apt/sources.list, then `make tools`"
+        )
+    return version
+
+
+def _apt_download(package: str, version: str, into: Path) -> Path | None:
+    """Fetch the .deb into `into`, installing nothing; None when apt could not."""
+    # As root, apt hands the download to the `_apt` user, which cannot write a private temporary
+    # directory, and falls back to root with a warning; ask for root at once.
+    sandbox = ["-o", "APT::Sandbox::User=root"] if os.geteuid() == 0 else []
+    done = subprocess.run(
+        ["apt-get", "download", "-q", *sandbox, f"{package}={version}"],
+        cwd=into,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        print(done.stderr.strip(), file=sys.stderr)
+        return None
+    return next(into.glob("*.deb"))
+
+
+def _prometheus_binary(version: str) -> Path:
+    return CACHE / "prometheus" / version / "prometheus"
+
+
+def prometheus() -> Path:
+    """The Prometheus binary of the Debian package apt offers, fetched and unpacked once.
+
+    Warm, this is one `apt-cache policy` (a fraction of a second, no network).
+    """
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        sys.exit(
+            "error: the autoscaler tests take Prometheus from Debian's prometheus package, but "
+            "apt-get or dpkg-deb is missing; run them on Debian or Ubuntu (as CI does)"
+        )
+    version = _apt_candidate(PROMETHEUS_PACKAGE) or _updated_candidate(PROMETHEUS_PACKAGE)
+    if _prometheus_binary(version).exists():
+        return _prometheus_binary(version)
+    print(f"fetching Prometheus from Debian's {PROMETHEUS_PACKAGE} {version} ...", flush=True)
+    (CACHE / "prometheus").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE / "prometheus") as tmp:
+        deb = _apt_download(PROMETHEUS_PACKAGE, version, Path(tmp))
+        if deb is None:
+            version = _updated_candidate(PROMETHEUS_PACKAGE)
+            deb = _apt_download(PROMETHEUS_PACKAGE, version, Path(tmp))
+        if deb is None:
+            sys.exit(
+                f"error: `apt-get download {PROMETHEUS_PACKAGE}={version}` failed (above); check "
+                "the network and /etc/apt/sources.list, then `make tools`"
+            )
+        subprocess.run(["dpkg-deb", "-x", str(deb), f"{tmp}/root"], check=True)
+        unpacked = Path(tmp) / "root" / "usr" / "bin" / "prometheus"
+        subprocess.run([str(unpacked), "--version"], check=True, capture_output=True)
+        binary = _prometheus_binary(version)
+        binary.parent.mkdir(exist_ok=True)
+        unpacked.replace(binary)  # atomic: a concurrent run finds a whole binary or none
+    print(f"  done: {binary}", flush=True)
+    return binary
+
+
 def main(argv: list[str]) -> int:
-    """Entry point: `build` (default) or `dir`."""
+    """Entry point: `build` (default), `dir` or `prometheus` (prints the binary's path)."""
     command = argv[0] if argv else "build"
     if command == "build":
         build()
+        prometheus()
     elif command == "dir":
         print(bin_dir())
+    elif command == "prometheus":
+        print(prometheus())
     else:
         sys.exit(__doc__)
     return 0

@@ -1,4 +1,4 @@
-"""The `llmserve` command: render, crd, fit, operator and fetch-model (proxy and sim to come).
+"""The `llmserve` command: render, crd, fit, operator, proxy, sim, fetch-model and bench.
 
 Every sub-command prints its result on stdout and one clear message on stderr when something is
 wrong, with exit status 1 and never a traceback for bad input.
@@ -198,6 +198,10 @@ def cmd_operator(args: argparse.Namespace, _: TextIO, __: TextIO) -> int:
         namespace = os.environ.get("POD_NAMESPACE") or (args.namespace or ["default"])[0]
         identity = f"{socket.gethostname()}-{os.getpid()}"
         memo.election = Election(namespace, args.lease_name, identity)
+    if args.metrics_port:
+        from prometheus_client import start_http_server  # noqa: PLC0415 - only this command
+
+        start_http_server(args.metrics_port, addr=args.metrics_address)
     kopf.configure(verbose=args.verbose)
     if not args.verbose:  # not a line per watch event: our own lines say what each pass did
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -230,6 +234,12 @@ def cmd_sim(args: argparse.Namespace, _: TextIO, __: TextIO) -> int:
         slow_rate=args.slow_rate,
         die_after=args.die_after,
     )
+    dcgm: server.Dcgm | None = None
+    if args.dcgm_port is not None:
+        if args.dcgm_interval <= 0:
+            raise UsageError(f"--dcgm-interval is {args.dcgm_interval:g}; give a period above 0 s")
+        dcgm = server.Dcgm(port=args.dcgm_port, host=args.host, interval=args.dcgm_interval,
+                           pod=args.dcgm_pod, namespace=args.dcgm_namespace)  # fmt: skip
     settings = server.Settings(
         flavor=args.flavor,
         model=args.model,
@@ -238,6 +248,7 @@ def cmd_sim(args: argparse.Namespace, _: TextIO, __: TextIO) -> int:
         seed=args.seed,
         startup_seconds=args.startup_seconds,
         default_max_tokens=args.default_max_tokens,
+        dcgm=dcgm,
     )
     server.serve(settings, args.host, args.port)
     return EXIT_OK
@@ -274,6 +285,16 @@ def cmd_fetch_model(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"error: {error}", file=err, flush=True)
         return EXIT_FETCH_FAILED
     return EXIT_OK
+
+
+def cmd_bench_autoscale(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Replay request traces against llmserve's autoscaling policy and its peers."""
+    from llmserve.fleet import flags, run, trace  # noqa: PLC0415 - only this command simulates
+
+    try:
+        return run.main(flags.options(args), out, err)
+    except (flags.BenchError, trace.TraceError) as error:
+        raise UsageError(str(error)) from None
 
 
 def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a statement per flag
@@ -343,6 +364,15 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a statement per fla
                        help="watch this namespace (repeat for several; globs allowed)")  # fmt: skip
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     p.add_argument("--liveness", metavar="URL", help="serve kopf's liveness probe at URL")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        metavar="N",
+        help="serve the operator's metrics (llmserve_autoscaler_desired_replicas, for KEDA) on "
+        "port N; 0 (the default) serves none",
+    )
+    p.add_argument("--metrics-address", default="0.0.0.0", help="address for --metrics-port")  # noqa: S104 - a pod's port
     p.add_argument("-v", "--verbose", action="store_true", help="log every event")
     p.add_argument(
         "--lease-name",
@@ -428,6 +458,13 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a statement per fla
                    help="share of requests generated 10x slower")  # fmt: skip
     p.add_argument("--die-after", type=int, metavar="N",
                    help="die after N requests (/health 503, requests 500)")  # fmt: skip
+    p.add_argument("--dcgm-port", type=int, metavar="N",
+                   help="also serve a fake DCGM exporter's /metrics (DCGM_FI_DEV_GPU_UTIL) on "
+                   "port N")  # fmt: skip
+    p.add_argument("--dcgm-interval", type=float, default=1.0, metavar="S",
+                   help="its sampling period (the real exporter's default is 30 s)")  # fmt: skip
+    p.add_argument("--dcgm-pod", default="", metavar="NAME", help="its `pod` label")
+    p.add_argument("--dcgm-namespace", default="", metavar="NS", help="its `namespace` label")
     p.set_defaults(handler=cmd_sim)
 
     p = sub.add_parser(
@@ -445,6 +482,29 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a statement per fla
 
     add_arguments(p)
     p.set_defaults(handler=cmd_proxy)
+
+    p = sub.add_parser(
+        "bench",
+        help="offline benchmarks (autoscale: compare autoscaling policies on request traces)",
+        description="Benchmarks that need no cluster.",
+    )
+    benchmarks = p.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    p = benchmarks.add_parser(
+        "autoscale",
+        help="replay request traces against llmserve's autoscaling policy, HPA, KEDA, Knative, "
+        "KubeAI and an oracle",
+        description="Simulate a fleet of vLLM replicas (cold starts, continuous batching timed "
+        "by the same model as `llmserve sim`) under each policy and trace, in simulated time "
+        "(about 45 s for the default run). Prints per trace and policy: TTFT SLO attainment, "
+        "p99 TTFT, failed requests, GPU-minutes, their ratio to the oracle's and the scale "
+        "events; then whether llmserve met its goal (>= 99 %% of requests within the SLO at "
+        "<= 1.15x the oracle's GPU-minutes, no baseline better on both). Progress on stderr.",
+        epilog="Example: llmserve bench autoscale --traces step,azure --plots bench-autoscale",
+    )
+    from llmserve.fleet.flags import add_arguments as add_bench_arguments  # noqa: PLC0415 - argparse only
+
+    add_bench_arguments(p)
+    p.set_defaults(handler=cmd_bench_autoscale)
     return parser
 
 

@@ -10,6 +10,9 @@ import httpx2 as httpx
 import openai
 import pytest
 from tests.processes import MODEL, metric, simulator
+from tools.procfs import free_port
+
+from llmserve.sim.server import BusyMeter, utilization
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +124,41 @@ def test_tgi_flavour_routes_streams_errors_and_metric_names() -> None:
         assert re.search(r"^tgi_request_count 3\.0$", text, re.MULTILINE), text
         for name in ("tgi_queue_size", "tgi_batch_current_size", "tgi_request_duration_bucket"):
             assert f"\n{name}" in text, name
+
+
+def test_gpu_utilization_is_the_busy_share_of_each_period_in_whole_percent() -> None:
+    meter = BusyMeter()
+    meter.start(10.0)
+    meter.start(10.5)  # still stepping: the spell goes on from 10.0
+    assert meter.seconds(11.0) == 1.0
+    meter.stop(11.25)
+    meter.stop(12.0)
+    assert meter.seconds(13.0) == 1.25
+    assert [utilization(b, 2.0) for b in (0.0, 0.01, 1.0, 2.0, 2.5)] == [0, 0, 50, 100, 100]
+    assert utilization(1.0, 0.0) == 0
+
+
+def test_the_fake_dcgm_exporter_reads_about_100_for_one_request_and_0_when_idle() -> None:
+    port = free_port()
+    flags = ("--dcgm-port", str(port), "--dcgm-interval", "0.2", "--dcgm-pod", "llama-0",
+             "--dcgm-namespace", "ml")  # fmt: skip
+    with simulator(*flags, step="0.02") as url:
+        dcgm = f"http://127.0.0.1:{port}"
+        text = httpx.get(f"{dcgm}/metrics").text
+        labels = re.search(r"^DCGM_FI_DEV_GPU_UTIL\{(.*)\} ", text, re.MULTILINE)
+        assert labels, text
+        for label in ('gpu="0"', 'UUID="GPU-', 'container="engine"', 'namespace="ml"',
+                      'pod="llama-0"'):  # fmt: skip
+            assert label in labels.group(1)
+        assert metric(dcgm, "DCGM_FI_DEV_GPU_UTIL") == 0
+        body = {"model": MODEL, "prompt": "x", "max_tokens": 100_000, "stream": True}
+        deadline = time.monotonic() + 10
+        with httpx.stream("POST", f"{url}/v1/completions", json=body) as stream:
+            lines = stream.iter_lines()  # held: a dropped iterator closes the connection
+            assert next(lines).startswith("data: {")
+            while metric(dcgm, "DCGM_FI_DEV_GPU_UTIL") < 90:
+                assert time.monotonic() < deadline, "one running request never read ~100 %"
+                time.sleep(0.05)
+        while metric(dcgm, "DCGM_FI_DEV_GPU_UTIL") != 0:
+            assert time.monotonic() < deadline + 10, "the GPU never read idle again"
+            time.sleep(0.05)

@@ -8,9 +8,9 @@ a default so `llmserve render` works offline with no settings at all.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from llmserve import __version__
@@ -28,6 +28,36 @@ DEFAULT_IMAGES: Final = MappingProxyType[Engine, str](
 )
 CPU_IMAGES: Final = MappingProxyType[Engine, str]({"llamacpp": "ghcr.io/ggml-org/llama.cpp:server"})
 """Images for `gpus: 0`, where the engine ships a separate CPU build."""
+
+
+class AutoscalerConfig(BaseModel):
+    """Where the autoscaler reads load, and how often it decides."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+    source: Literal["scrape", "prometheus"] = "scrape"
+    """`scrape`: read each ready pod's proxy (`/metrics`, `/metrics/engine`) directly;
+    `prometheus`: query the Prometheus at `prometheusUrl` (it must scrape the pods, and DCGM
+    for GPU utilization)."""
+    prometheus_url: str | None = None
+    """Base URL of the Prometheus HTTP API, e.g. `http://prometheus.monitoring:9090`."""
+    interval_seconds: float = Field(default=5.0, gt=0)
+    """How often each autoscaled LLMService is decided on."""
+    metrics_port: int = Field(default=8080, ge=1, le=65535)
+    """The pods' port serving the proxy's metrics (the proxy's `http` port)."""
+
+    @model_validator(mode="after")
+    def _url_for_prometheus(self) -> AutoscalerConfig:
+        if self.source == "prometheus" and not self.prometheus_url:
+            msg = "autoscaler.prometheusUrl is required when autoscaler.source is prometheus"
+            raise ValueError(msg)
+        return self
 
 
 class OperatorConfig(BaseModel):
@@ -51,6 +81,8 @@ class OperatorConfig(BaseModel):
     """GPU memory assumed when neither the spec nor node labels tell; None skips the fit check."""
     default_cache_size_gib: int = Field(default=50, alias="defaultCacheSizeGiB")
     """Model-cache size when the model's size is unknown."""
+    autoscaler: AutoscalerConfig = Field(default_factory=AutoscalerConfig)
+    """The autoscaler's metrics source and cadence."""
 
     def image_for(self, engine: Engine, gpus: int) -> str:
         """The engine image for a replica with `gpus` GPUs."""

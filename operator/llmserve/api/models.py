@@ -26,7 +26,7 @@ API_VERSION: Final = "llmserve.io/v1alpha1"
 
 Engine = Literal["vllm", "tgi", "sglang", "llamacpp", "ollama"]
 Quantization = Literal["none", "awq", "gptq", "fp8", "bitsandbytes", "gguf"]
-Phase = Literal["Pending", "Downloading", "Starting", "Ready", "Degraded", "Failed"]
+Phase = Literal["Pending", "Downloading", "Starting", "Ready", "Scaling", "Degraded", "Failed"]
 AccessMode = Literal["ReadWriteOnce", "ReadWriteOncePod", "ReadWriteMany", "ReadOnlyMany"]
 
 ENGINES: Final[tuple[Engine, ...]] = get_args(Engine)
@@ -313,12 +313,48 @@ class Condition(_Model):
     """The metadata.generation this condition was computed from."""
 
 
+class WindowBucket(_Model):
+    """One bucket of the autoscaler's scale-down window."""
+
+    model_config = ConfigDict(extra="ignore")
+    start: str
+    """When the bucket begins (RFC 3339)."""
+    replicas: int
+    """The highest recommendation in it."""
+
+
+class AutoscalerStatus(_Model):
+    """The autoscaler's last decision and what it remembers (kept here so a restart resumes it)."""
+
+    model_config = ConfigDict(extra="ignore")
+    reason: str | None = None
+    """Why the last decision is what it is: ScaledUp, ScaledDown, Steady, ScaleDownPending, ..."""
+    message: str | None = None
+    """The last decision in words: the load counted, the target, the change."""
+    load: float | None = None
+    """Requests (running + waiting + queued) counted over the ready pods at the last decision."""
+    last_scale_time: str | None = None
+    """When the autoscaler last changed spec.replicas (RFC 3339)."""
+    window: list[WindowBucket] = Field(default_factory=list)
+    """Recommendations of the last scaleDownDelaySeconds, highest per bucket: replicas are
+    removed only when all are lower, and never below the highest."""
+    observed_since: str | None = None
+    """When the window began (RFC 3339): nothing is removed before it spans the whole delay."""
+    high_since: str | None = None
+    """Since when load has asked for more replicas (for scaleUpStabilizationSeconds)."""
+    high_floor: int | None = None
+    """The fewest replicas load has asked for since highSince."""
+    last_scale_down: str | None = None
+    """When a replica was last removed: one at a time, a minute apart."""
+
+
 class LLMServiceStatus(_Model):
     """What the operator observed and did; written only by the operator."""
 
     model_config = ConfigDict(extra="ignore")
     phase: Phase | None = None
-    """Pending, Downloading, Starting, Ready, Degraded or Failed."""
+    """Pending, Downloading, Starting, Ready, Scaling (autoscaled replicas loading), Degraded or
+    Failed."""
     conditions: list[Condition] = Field(default_factory=list)
     """Valid, ModelCached, Available and Scaling, each with a reason and message."""
     replicas: int | None = None
@@ -327,6 +363,8 @@ class LLMServiceStatus(_Model):
     """Pods that are ready to serve."""
     desired_replicas: int | None = None
     """Replicas the autoscaler asked for last."""
+    autoscaler: AutoscalerStatus | None = None
+    """The autoscaler's last decision and state, when spec.autoscaling is enabled."""
     selector: str | None = None
     """Label selector of the pods, for the scale subresource."""
     endpoint: str | None = None

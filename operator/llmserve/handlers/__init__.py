@@ -3,6 +3,6 @@
 Importing this package registers the handlers (`llmserve.main` does so for `kopf run -m`).
 """
 
-from llmserve.handlers import children, lifecycle, llmservice
+from llmserve.handlers import autoscaler, children, lifecycle, llmservice
 
-__all__ = ["children", "lifecycle", "llmservice"]
+__all__ = ["autoscaler", "children", "lifecycle", "llmservice"]

@@ -14,7 +14,9 @@ from typing import Any
 import kopf
 import yaml
 
-from llmserve.api.config import OperatorConfig
+from llmserve.api.config import AutoscalerConfig, OperatorConfig
+from llmserve.autoscale.sources import PrometheusSource, ScrapeSource, Source
+from llmserve.handlers import autoscaler
 from llmserve.handlers.context import Context, Key
 from llmserve.handlers.llmservice import settle
 from llmserve.handlers.queue import WorkQueue
@@ -98,6 +100,13 @@ async def _keep_leading(ctx: Context, election: lease.Election, logger: kopf.Log
             ctx.leading.set()
 
 
+def metrics_source(config: AutoscalerConfig) -> Source:
+    """The autoscaler's source of load, as the operator config names it."""
+    if config.source == "prometheus" and config.prometheus_url:
+        return PrometheusSource(config.prometheus_url)
+    return ScrapeSource()
+
+
 @kopf.on.startup()
 async def startup(
     settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any
@@ -109,20 +118,25 @@ async def startup(
     client = Client(login(settings))  # kopf's own login: the identity of its watches
     config = load_config()
     queue: WorkQueue[Key] = WorkQueue(lambda key: settle(ctx, key), expected=(KubeApiError,))
-    ctx = memo.ctx = Context(client=client, config=config, queue=queue)
+    ctx = memo.ctx = Context(
+        client=client, config=config, queue=queue, source=metrics_source(config.autoscaler)
+    )
     election: lease.Election | None = memo.get("election")
     if election is not None:
         await _lead(client, election, logger)
         memo.leading = asyncio.create_task(_keep_leading(ctx, election, logger))
     ctx.leading.set()
     memo.working = asyncio.create_task(queue.run())
+    memo.scaling = asyncio.create_task(autoscaler.run(ctx))
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     """Stop renewing the Lease (it expires for the next leader) and close the connections."""
-    for task in (memo.get("leading"), memo.get("working")):
+    for task in (memo.get("leading"), memo.get("working"), memo.get("scaling")):
         if task is not None:
             task.cancel()
     ctx: Context = memo.ctx
     await ctx.client.close()
+    if ctx.source is not None:
+        await ctx.source.aclose()

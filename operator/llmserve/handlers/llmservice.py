@@ -46,7 +46,7 @@ def needs_pass(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     return any(before.get(k) != after.get(k) for k in _MEANINGFUL)
 
 
-async def _post(ctx: Context, body: dict[str, Any], kind: str, reason: str, message: str) -> None:
+async def post(ctx: Context, body: dict[str, Any], kind: str, reason: str, message: str) -> None:
     """A Kubernetes Event about the LLMService; a lost event must not fail or repeat the pass."""
     try:
         await objects.post_event(
@@ -70,11 +70,11 @@ async def settle(ctx: Context, key: Key) -> float | None:
     # The status as last written, not as the last event showed it: conditions keep their
     # transition times, and a status is written once, not again for each stale event.
     body = {**body, "status": ctx.statuses.get(key) or body.get("status") or {}}
-    known = reconcile.Known(ctx.phases.get(key), ctx.children)
+    known = reconcile.Known(ctx.phases.get(key), ctx.children, ctx.scaling.get(key))
     try:
         outcome = await reconcile.reconcile(body, ctx.client, ctx.config, datetime.now(UTC), known)
     except RejectedChildError as error:  # retrying cannot help; the next change runs the pass again
-        await _post(ctx, body, "Warning", "ChildRejected", str(error))
+        await post(ctx, body, "Warning", "ChildRejected", str(error))
         log.error("%s/%s: %s", *key, error)  # noqa: TRY400 - the traceback says nothing more
         return None
     current = ctx.statuses.get(key) or {}
@@ -84,7 +84,7 @@ async def settle(ctx: Context, key: Key) -> float | None:
         log.info("%s/%s: status written, phase %s", *key, outcome.status["phase"])
     ctx.phases[key] = outcome.status["phase"]
     for kind, reason, message in outcome.events:
-        await _post(ctx, body, kind, reason, message)
+        await post(ctx, body, kind, reason, message)
     again = [outcome.retry_after] if outcome.retry_after is not None else []
     if _settling(outcome.status):
         again.append(RESETTLE_SECONDS)

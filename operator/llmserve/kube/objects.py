@@ -150,6 +150,20 @@ async def patch_status(client: Client, namespace: str, name: str, status: dict[s
     )
 
 
+async def scale(client: Client, namespace: str, name: str, replicas: int) -> None:
+    """Set an LLMService's spec.replicas through its scale subresource."""
+    path = _path(f"{GROUP}/{VERSION}", "LLMService", namespace, name) + "/scale"
+    await _call(
+        client,
+        "PATCH",
+        path,
+        f"LLMService {namespace}/{name} scale",
+        body={"spec": {"replicas": replicas}},
+        content_type="application/merge-patch+json",
+        missing_ok=True,
+    )
+
+
 async def post_event(  # noqa: PLR0913 - an Event's fields, keyword-only
     client: Client,
     about: dict[str, Any],

@@ -50,6 +50,8 @@ class Known:
     """The phase this process wrote last (an event's body can be older)."""
     children: Seen = field(default_factory=Seen)
     """Children from the watches and from the pass's own writes: a pass reads no child."""
+    scaling: state.Scaling | None = None
+    """The autoscaler's latest decision in this process, if it made one."""
 
 
 def _live(child: dict[str, Any], seen: Seen) -> dict[str, Any] | None:
@@ -201,6 +203,10 @@ async def reconcile(
     if state.worth_asking_why(live, service.spec.replicas, now):
         pods = await objects.list_(client, "v1", "Pod", namespace or "", selector)
         why = state.unschedulable(pods)
+    scaling = None
+    if service.spec.autoscaling.enabled:
+        # Until this process decides, the decision the status holds stands (after a restart).
+        scaling = known.scaling or state.Scaling.kept(body.get("status") or {})
     observation = state.Observation(
         service=service,
         previous=(body.get("status") or {}).get("conditions") or [],
@@ -211,6 +217,7 @@ async def reconcile(
         selector=selector,
         endpoint=f"http://{name}.{namespace}.svc/v1",
         unschedulable=why,
+        scaling=scaling,
     )
     outcome.status = state.status(observation, now)
     outcome.events += _phase_event(body, outcome.status, last_phase)

@@ -92,6 +92,31 @@ def _set(
 
 
 @dataclass(frozen=True)
+class Scaling:
+    """The autoscaler's last decision, as status shows it."""
+
+    replicas: int
+    reason: str
+    message: str
+    autoscaler: dict[str, Any]
+    """`status.autoscaler`: the decision and the policy's memory."""
+
+    @classmethod
+    def kept(cls, status: dict[str, Any]) -> Scaling | None:
+        """The decision a status holds (an operator that just started has made none yet)."""
+        block = status.get("autoscaler")
+        if not block or status.get("desiredReplicas") is None:
+            return None
+        return cls(status["desiredReplicas"], block.get("reason") or "", block.get("message") or "",
+                   block)  # fmt: skip
+
+    @property
+    def blind(self) -> bool:
+        """Whether the autoscaler has no load to decide on."""
+        return self.reason == "NoMetrics"
+
+
+@dataclass(frozen=True)
 class Observation:
     """Everything the status is computed from."""
 
@@ -106,10 +131,18 @@ class Observation:
     endpoint: str
     unschedulable: str | None = None
     """Why the scheduler cannot place a replica's pod (its PodScheduled message), if it cannot."""
+    scaling: Scaling | None = None
+    """The autoscaler's last decision, when spec.autoscaling is enabled."""
 
 
-def _phase(
-    cache: Cache, desired: int, ready: int, deployment: dict[str, Any] | None, *, placed: bool
+def _phase(  # noqa: PLR0913 - what the phase depends on
+    cache: Cache,
+    desired: int,
+    ready: int,
+    deployment: dict[str, Any] | None,
+    *,
+    placed: bool,
+    autoscaled: bool,
 ) -> Phase:
     if cache.state == "failed":
         return "Failed"
@@ -119,7 +152,10 @@ def _phase(
         return "Pending"  # no Deployment yet, or no node can take its pods
     if desired == 0 or ready >= desired:
         return "Ready"
-    return "Degraded" if ready > 0 else "Starting"
+    if ready == 0:
+        return "Starting"
+    # Short of replicas the autoscaler just added is not a fault: they are loading the model.
+    return "Scaling" if autoscaled and placed else "Degraded"
 
 
 def status(observation: Observation, now: datetime) -> dict[str, Any]:
@@ -149,10 +185,23 @@ def status(observation: Observation, now: datetime) -> dict[str, Any]:
         Verdict("ModelCached", holds=cached, reason=cache.reason, message=cache.message),
         Verdict("Available", holds=available, reason=avail_reason, message=avail_message),
     ]
+    scaling = observation.scaling
+    if scaling is not None:
+        verdicts.append(
+            Verdict(
+                "Scaling", holds=not scaling.blind, reason=scaling.reason, message=scaling.message
+            )
+        )
     conditions = [_set(previous, v, now, generation) for v in verdicts]
+    placed = not observation.unschedulable
     return {
-        "phase": _phase(cache, desired, ready, deployment, placed=not observation.unschedulable),
+        "phase": _phase(
+            cache, desired, ready, deployment, placed=placed, autoscaled=scaling is not None
+        ),
         "conditions": conditions,
+        # None removes what an earlier, autoscaled generation wrote (a merge patch deletes nulls).
+        "desiredReplicas": scaling.replicas if scaling else None,
+        "autoscaler": scaling.autoscaler if scaling else None,
         "replicas": replicas,
         "readyReplicas": ready,
         "selector": observation.selector,

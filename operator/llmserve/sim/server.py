@@ -12,6 +12,10 @@ Faults for the proxy and autoscaler tests: a share of requests that fail (500), 
 answer) or run slowly; an engine that dies after N requests (`/health` 503 and every request 500,
 as vLLM's EngineDeadError); a start-up delay during which `/health` answers 503. Random choices
 come from one generator seeded by `--seed`.
+
+With `--dcgm-port`, a fake NVIDIA DCGM exporter serves `DCGM_FI_DEV_GPU_UTIL` on its own port, as
+the real one does beside the engine (AUTOSCALING.md §7.3), so the autoscaler's GPU guard can be
+tested against Prometheus without a GPU.
 """
 
 from __future__ import annotations
@@ -21,12 +25,12 @@ import json
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from llmserve.sim.engine import Engine, Performance, Sequence, Step
 from llmserve.sim.metrics import EngineCollector, Tally
@@ -36,6 +40,8 @@ CHARS_PER_TOKEN: Final = 4
 """Prompt tokens are estimated from characters: the simulator has no tokenizer."""
 WORDS: Final = ("the", "model", "says", "hello", "to", "every", "token", "in", "its", "batch")
 SSE_HEADERS: Final = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+GPU_MODEL: Final = "NVIDIA A100-SXM4-80GB"
+"""The `modelName` the fake DCGM exporter reports: the GPU the performance defaults model."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,54 @@ class Faults:
 
 
 @dataclass(frozen=True)
+class Dcgm:
+    """The fake DCGM exporter: where it listens, how often it samples, whose pod it labels."""
+
+    port: int
+    host: str = "127.0.0.1"
+    interval: float = 1.0
+    """Sampling period, seconds. The real exporter's `--collect-interval` is 30 s."""
+    pod: str = ""
+    namespace: str = ""
+    container: str = "engine"
+    """The engine's container in the pods the operator renders."""
+
+
+@dataclass
+class BusyMeter:
+    """Seconds the modelled GPU has been running steps, as NVML counts `utilization.gpu`.
+
+    NVML reports the share of a sample period during which one or more kernels ran: the engine
+    runs kernels while it holds a sequence, however few, so a single request reads ~100 %.
+    """
+
+    busy: float = 0.0
+    """Seconds busy before `since`."""
+    since: float | None = None
+    """When the current busy spell began; None while idle."""
+
+    def start(self, now: float) -> None:
+        """The engine is stepping (again, or still)."""
+        if self.since is None:
+            self.since = now
+
+    def stop(self, now: float) -> None:
+        """The engine has nothing left to step."""
+        if self.since is not None:
+            self.busy += now - self.since
+            self.since = None
+
+    def seconds(self, now: float) -> float:
+        """Busy seconds so far, the current spell included."""
+        return self.busy + (now - self.since if self.since is not None else 0.0)
+
+
+def utilization(busy: float, period: float) -> int:
+    """`DCGM_FI_DEV_GPU_UTIL`: whole percent of `period` spent busy, as NVML rounds it."""
+    return round(100 * min(1.0, max(0.0, busy / period))) if period > 0 else 0
+
+
+@dataclass(frozen=True)
 class Settings:
     """One simulator process."""
 
@@ -65,6 +119,8 @@ class Settings:
     max_model_len: int = 8192
     max_concurrent_requests: int = 128
     """TGI only: more requests than this at once get its 429 `overloaded`."""
+    dcgm: Dcgm | None = None
+    """The fake DCGM exporter; None serves none."""
 
 
 class ApiError(Exception):
@@ -89,6 +145,7 @@ class Simulator:
         self.answered = 0
         self.in_flight = 0
         self.dead = False
+        self.gpu = BusyMeter()
         self._wake = asyncio.Event()
         self._streams: dict[int, asyncio.Queue[bool]] = {}
         self._arrived: dict[int, float] = {}
@@ -180,9 +237,11 @@ class Simulator:
         """The engine's clock: step, sleep the step's duration, deliver tokens; forever."""
         while True:
             if not self.engine.busy:
+                self.gpu.stop(time.monotonic())
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            self.gpu.start(time.monotonic())
             step = self.engine.step()
             slow = any(seq.key in self._slow for seq in step.tokens)
             await asyncio.sleep(step.seconds * (self.settings.faults.slow_factor if slow else 1))
@@ -366,6 +425,61 @@ class Tgi:
         return prompt_tokens(inputs), _max_tokens(parameters, self.sim.settings, "max_new_tokens")
 
 
+def dcgm_application(sim: Simulator, dcgm: Dcgm) -> web.Application:
+    """The fake DCGM exporter: `/metrics` with the GPU's utilization over the last period.
+
+    Like the real exporter it samples on its own clock and serves the last sample, so what
+    Prometheus sees lags the engine by up to one period plus one scrape interval (§12.5).
+    """
+    registry = CollectorRegistry()
+    # The real exporter's labels in Kubernetes mode (`--kubernetes`), for one GPU.
+    labels = {"gpu": "0", "UUID": f"GPU-{uuid.UUID(int=sim.settings.seed)}", "device": "nvidia0",
+              "modelName": GPU_MODEL, "container": dcgm.container, "namespace": dcgm.namespace,
+              "pod": dcgm.pod}  # fmt: skip
+    gauge = Gauge("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", list(labels),
+                  registry=registry).labels(**labels)  # fmt: skip
+
+    async def sample() -> None:
+        last, busy = time.monotonic(), sim.gpu.seconds(time.monotonic())
+        while True:
+            await asyncio.sleep(dcgm.interval)
+            now = time.monotonic()
+            spent = sim.gpu.seconds(now)
+            gauge.set(utilization(spent - busy, now - last))
+            last, busy = now, spent
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry),
+                            content_type="text/plain", charset="utf-8")  # fmt: skip
+
+    async def sampler(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(sample())
+        yield
+        task.cancel()
+
+    app = web.Application()
+    app.cleanup_ctx.append(sampler)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def dcgm_exporter(sim: Simulator, dcgm: Dcgm) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context that serves the fake exporter while the simulator's app runs.
+
+    On a port of its own, as the real exporter's DaemonSet has (9400): the engine's `/metrics`
+    stays the engine's.
+    """
+
+    async def exporter(_: web.Application) -> AsyncIterator[None]:
+        runner = web.AppRunner(dcgm_application(sim, dcgm), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, dcgm.host, dcgm.port).start()
+        yield
+        await runner.cleanup()
+
+    return exporter
+
+
 def application(settings: Settings) -> web.Application:
     """The simulator's aiohttp application; its engine clock runs while the app does."""
     sim = Simulator(settings)
@@ -400,6 +514,8 @@ def application(settings: Settings) -> web.Application:
 
     app = web.Application(middlewares=[errors])
     app.cleanup_ctx.append(clock)
+    if settings.dcgm is not None:
+        app.cleanup_ctx.append(dcgm_exporter(sim, settings.dcgm))
     openai = OpenAI(sim)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)

@@ -1,0 +1,163 @@
+"""The autoscaler's loop and its pod watch.
+
+Every `autoscaler.intervalSeconds` each LLMService with `spec.autoscaling.enabled` gets a decision
+(`reconcile.autoscale`): a change of replicas is written at once through the scale subresource
+with an event; a new reason or policy state queues a pass, which writes it into the status (the
+pass is the one status writer). LLMServices with autoscaling off but `maxReplicas` set get the
+same decision computed and exported as `llmserve_autoscaler_desired_replicas`, and nothing written.
+
+Engine pods are watched (not listed each round): their readiness and IP are what the metrics
+source needs, and a watch costs the API server nothing per round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Final
+
+import kopf
+from prometheus_client import Gauge
+
+from llmserve.api import InvalidSpec, parse_llmservice
+from llmserve.api.models import LLMService
+from llmserve.autoscale.policy import Decision
+from llmserve.handlers.context import Context, Key
+from llmserve.handlers.llmservice import post
+from llmserve.kube.errors import KubeApiError
+from llmserve.reconcile import autoscale
+from llmserve.reconcile.state import Scaling
+from llmserve.render import meta
+
+log = logging.getLogger(__name__)
+
+ENGINE_PODS: Final = {
+    "app.kubernetes.io/managed-by": "llmserve",
+    "app.kubernetes.io/component": meta.COMPONENT_SERVER,
+}
+INSTANCE: Final = "app.kubernetes.io/instance"
+
+DESIRED: Final = Gauge(
+    "llmserve_autoscaler_desired_replicas",
+    "Replicas the autoscaler's policy wants for an LLMService (also when autoscaling is off)",
+    ["namespace", "llmservice"],
+)
+
+_REMEMBERED: Final = (
+    "reason",
+    "window",
+    "observedSince",
+    "highSince",
+    "highFloor",
+    "lastScaleDown",
+)
+"""Parts of status.autoscaler whose change is worth a status write: what a restarted operator
+needs (at most one write per window bucket, a tenth of the delay); the load and the message
+change every round and ride along with the next write."""
+
+
+def _pod(body: dict[str, Any]) -> autoscale.Pod:
+    status = body.get("status") or {}
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    deleting = body["metadata"].get("deletionTimestamp") is not None
+    return autoscale.Pod(body["metadata"]["name"], status.get("podIP"), ready and not deleting)
+
+
+@kopf.on.event("", "v1", "pods", labels=ENGINE_PODS)
+async def pod_event(
+    type: str | None,  # noqa: A002 - kopf's name for the event type
+    body: kopf.Body,
+    namespace: str | None,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    """Keep each engine pod's readiness and address. Async: the caches belong to the loop."""
+    ctx: Context = memo.ctx
+    owner = (body["metadata"].get("labels") or {}).get(INSTANCE)
+    if not owner:
+        return
+    key = (namespace or "", owner)
+    pods = ctx.pods.setdefault(key, {})
+    if type == "DELETED":
+        pods.pop(body["metadata"]["name"], None)
+        if not pods:
+            del ctx.pods[key]
+    else:
+        pods[body["metadata"]["name"]] = _pod(dict(body))
+
+
+def _watched(body: dict[str, Any]) -> LLMService | None:
+    """The LLMService if the autoscaler has something to do for it."""
+    autoscaling = (body.get("spec") or {}).get("autoscaling") or {}
+    if not autoscaling.get("enabled") and autoscaling.get("maxReplicas") is None:
+        return None
+    if body["metadata"].get("deletionTimestamp"):
+        return None
+    try:
+        return parse_llmservice(body, admitted=True)
+    except InvalidSpec:
+        return None  # the pass reports it; nothing to scale
+
+
+def _newly_blind(decision: Decision, previous: Decision | None, pods: list[autoscale.Pod]) -> bool:
+    """No load to read while pods are ready to be read: a Warning, once per spell."""
+    was_blind = previous is not None and previous.reason == "NoMetrics"
+    return decision.reason == "NoMetrics" and not was_blind and any(p.ready for p in pods)
+
+
+async def round_one(ctx: Context, key: Key, service: LLMService, now: float) -> None:
+    """Decide for one LLMService; write replicas and queue a status write when that is news."""
+    assert ctx.source is not None  # noqa: S101 - set at startup before the loop starts
+    status = ctx.statuses.get(key) or {}
+    previous = ctx.decisions.get(key)
+    state = previous.state if previous else autoscale.state_of(status)
+    pods = list(ctx.pods.get(key, {}).values())
+    port = ctx.config.autoscaler.metrics_port
+    decision = await autoscale.decide(service, state, pods, ctx.source, port, now)
+    ctx.decisions[key] = decision
+    DESIRED.labels(*key).set(decision.replicas)
+    if not service.spec.autoscaling.enabled:
+        return  # advice only: the scale subresource belongs to the user, an HPA or KEDA
+    body = ctx.bodies[key]
+    if decision.replicas != service.spec.replicas:
+        await autoscale.write_replicas(ctx.client, service, decision.replicas)
+        # The watch brings the new spec soon; until then the next round must not write again.
+        ctx.bodies[key] = {**body, "spec": {**body["spec"], "replicas": decision.replicas}}
+        log.info("%s/%s: %s", *key, decision.message)
+        await post(ctx, body, "Normal", decision.reason, decision.message)
+    elif _newly_blind(decision, previous, pods):
+        await post(ctx, body, "Warning", "NoMetrics", decision.message)
+    kept = ctx.scaling.get(key) or Scaling.kept(status)
+    block = autoscale.status_of(decision, kept.autoscaler if kept else {}, now)
+    scaling = Scaling(decision.replicas, decision.reason, decision.message, block)
+    ctx.scaling[key] = scaling
+    news = (
+        kept is None
+        or kept.replicas != scaling.replicas
+        or any(kept.autoscaler.get(k) != block.get(k) for k in _REMEMBERED)
+    )
+    if news:
+        ctx.queue.add(key)
+
+
+async def run(ctx: Context) -> None:
+    """Decide for every autoscaled LLMService, every interval, while this process leads."""
+    interval = ctx.config.autoscaler.interval_seconds
+    while True:
+        await asyncio.sleep(interval)
+        await ctx.leading.wait()
+        now = time.time()
+        due = [(key, s) for key, body in list(ctx.bodies.items())
+               if (s := _watched(body)) is not None]  # fmt: skip
+        results = await asyncio.gather(
+            *(round_one(ctx, key, service, now) for key, service in due), return_exceptions=True
+        )
+        for (key, _), result in zip(due, results, strict=True):
+            if isinstance(result, KubeApiError):
+                log.warning("%s/%s: cannot scale: %s", *key, result)
+            elif isinstance(result, BaseException):
+                log.error("%s/%s: autoscaler round failed", *key, exc_info=result)

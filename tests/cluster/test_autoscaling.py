@@ -1,0 +1,177 @@
+"""The autoscaler's closed loop on the real control plane, with real load on loopback pods.
+
+Each kwok pod's loopback IP is served by a local sim + proxy (tests/cluster/podserve.py); clients
+load those proxies; the operator reads the load through its production source (a direct scrape of
+the pods' proxies, or a real Prometheus scraping them) and writes replicas through the scale
+subresource.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.cluster.conftest import Kube, eventually
+from tests.cluster.test_operator import apply, condition, events, status
+from tests.processes import ScrapeJob, metric, prometheus
+from tests.support import document
+from tools import cluster as cluster_tool
+from tools.podserve import PROXY_PORT, Load, Pair, PodServers, running_pods
+from tools.procfs import free_port
+
+pytestmark = pytest.mark.cluster
+
+DELAY = 10
+"""scaleDownDelaySeconds of the test's LLMService: long enough to see it hold, short to test."""
+
+SPEC: dict[str, Any] = {
+    "gpuMemoryGiB": 80,
+    "cache": {"enabled": False},
+    "autoscaling": {
+        "enabled": True,
+        "minReplicas": 1,
+        "maxReplicas": 3,
+        "targetQueuePerReplica": 2,
+        "scaleDownDelaySeconds": DELAY,
+    },
+}
+SIM_FLAGS = ("--step-seconds", "0.02")
+"""About 2 s for a 100-token answer: load that lasts while the autoscaler looks."""
+
+
+@contextlib.contextmanager
+def operator_with(
+    kube: Kube, namespace: str, workdir: Path, settings: dict[str, Any], *flags: str
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """The operator with these autoscaler settings, leading; stopped by PID afterwards."""
+    workdir.mkdir(exist_ok=True)
+    config = workdir / "operator.yaml"
+    config.write_text(yaml.safe_dump({"autoscaler": {"intervalSeconds": 1, **settings}}))
+    log = workdir / "operator.log"
+    process = cluster_tool.start_operator(kube.handle, namespace, log, config=config, flags=flags)
+    try:
+        yield process, log
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        process.wait(timeout=30)
+
+
+def pods_of(kube: Kube, namespace: str, selector: str) -> dict[str, str]:
+    """Name -> IP of the LLMService's pods."""
+    listing = kube.run("get", "pods", "-n", namespace, "-l", selector, "-o", "json").stdout
+    return running_pods(listing)
+
+
+def replicas(kube: Kube, namespace: str) -> int:
+    return int(kube.json("llms", "llama-8b", "-n", namespace)["spec"]["replicas"])
+
+
+def scaling_reasons(kube: Kube, namespace: str) -> list[str]:
+    return [e["reason"] for e in events(kube, namespace) if e["reason"].startswith("Scaled")]
+
+
+def closed_loop(
+    kube: Kube,
+    namespace: str,
+    tmp: Path,
+    settings: dict[str, Any],
+    changed: Callable[[list[Pair]], None] | None = None,
+) -> None:
+    """Load up -> 3 replicas; operator killed -> nothing removed; load gone -> back to 1."""
+    logs = tmp / "pods"
+    logs.mkdir()
+    selector = "app.kubernetes.io/instance=llama-8b"
+    servers = PodServers(lambda: pods_of(kube, namespace, selector), logs, SIM_FLAGS, changed)
+    with operator_with(kube, namespace, tmp / "first", settings) as (process, _), servers:
+        apply(kube, namespace, document(SPEC))
+        eventually(lambda: len(servers.urls()) == 1, timeout=90, what="the first pod served")
+        eventually(
+            lambda: (
+                condition(kube, namespace, "Scaling").get("reason") == "ScaleDownPending"
+                or condition(kube, namespace, "Scaling").get("reason") == "Steady"
+            ),
+            timeout=60,
+            what="a first decision on an idle service",
+        )
+        assert replicas(kube, namespace) == 1
+        with Load(servers, clients=8) as load:
+            eventually(lambda: replicas(kube, namespace) == 3, timeout=90, what="3 replicas")
+            assert "ScaledUp" in scaling_reasons(kube, namespace)
+            eventually(lambda: len(servers.urls()) == 3, timeout=90, what="3 pods served")
+            kept = status(kube, namespace)["autoscaler"]
+            assert kept["lastScaleTime"]
+
+            # Killed mid-run: the restarted operator must not read its empty memory as no load.
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+            with operator_with(kube, namespace, tmp / "again", settings) as (_, log_again):
+                watched_until = time.monotonic() + DELAY + 10
+                while time.monotonic() < watched_until:
+                    assert replicas(kube, namespace) == 3, log_again.read_text()[-3000:]
+                    time.sleep(1)
+                assert load.sent > 0
+                load.stop()
+                eventually(lambda: replicas(kube, namespace) == 1, timeout=120,
+                           what="back to minReplicas after the delay")  # fmt: skip
+                assert scaling_reasons(kube, namespace).count("ScaledDown") == 2
+                got = condition(kube, namespace, "Scaling")
+                assert got["status"] == "True"
+
+
+def test_direct_scrape_closed_loop(kube: Kube, namespace: str, tmp_path: Path) -> None:
+    closed_loop(kube, namespace, tmp_path, {"source": "scrape"})
+
+
+def test_prometheus_closed_loop(kube: Kube, namespace: str, tmp_path: Path) -> None:
+    """The same loop with a real Prometheus scraping each pod (file discovery, labels as a
+    PodMonitor sets them) and the operator reading only Prometheus."""
+    jobs = (ScrapeJob("proxy"), ScrapeJob("engine", "/metrics/engine"))
+    with prometheus(*jobs) as server:
+
+        def register(pairs: list[Pair]) -> None:
+            found = {f"{p.ip}:{PROXY_PORT}": {"namespace": namespace, "pod": p.pod} for p in pairs}
+            for job in jobs:
+                server.targets(job.name, found)
+
+        settings = {"source": "prometheus", "prometheusUrl": server.url}
+        closed_loop(kube, namespace, tmp_path, settings, register)
+
+
+def test_with_autoscaling_off_the_decision_is_only_exported(
+    kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    """maxReplicas without enabled: the desired count is a metric for KEDA; nothing is written."""
+    port = free_port()
+    advice = {**SPEC, "autoscaling": {**SPEC["autoscaling"], "enabled": False}}
+    selector = "app.kubernetes.io/instance=llama-8b"
+    servers = PodServers(lambda: pods_of(kube, namespace, selector), tmp_path, SIM_FLAGS)
+    settings = {"source": "scrape"}
+    flags = ("--metrics-port", str(port), "--metrics-address", "127.0.0.1")
+    with operator_with(kube, namespace, tmp_path / "op", settings, *flags), servers:
+        apply(kube, namespace, document(advice))
+        eventually(lambda: len(servers.urls()) == 1, timeout=90, what="the pod served")
+        with Load(servers, clients=8):
+            labels = f'llmservice="llama-8b",namespace="{namespace}"'
+            eventually(
+                lambda: (
+                    metric(
+                        f"http://127.0.0.1:{port}", "llmserve_autoscaler_desired_replicas", labels
+                    )
+                    >= 2
+                ),
+                timeout=60,
+                what="the exported desired replicas to follow the load",
+            )
+            time.sleep(3)  # a few more rounds: none of them may write
+            assert replicas(kube, namespace) == 1
+            got = status(kube, namespace)
+            assert "autoscaler" not in got
+            assert "Scaling" not in [c["type"] for c in got["conditions"]]
