@@ -497,7 +497,7 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a statement per fla
         "by the same model as `llmserve sim`) under each policy and trace, in simulated time "
         "(about 45 s for the default run). Prints per trace and policy: TTFT SLO attainment, "
         "p99 TTFT, failed requests, GPU-minutes, their ratio to the oracle's and the scale "
-        "events; then whether llmserve met its goal (>= 99 %% of requests within the SLO at "
+        "events; then whether llmserve met its goal (>= 99 % of requests within the SLO at "
         "<= 1.15x the oracle's GPU-minutes, no baseline better on both). Progress on stderr.",
         epilog="Example: llmserve bench autoscale --traces step,azure --plots bench-autoscale",
     )
