@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import podserve
@@ -25,6 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "llmserve-demo"
 TIMEOUT_SECONDS = 180
 AUTOSCALED = "llama-8b"
+HOLD_SECONDS = 20
+"""How long traffic stays on once the replicas are up."""
 CLIENTS = 40
 """Clients sending requests back to back: with their turnaround (and two cores shared by it all),
 about 25-35 requests in flight, three or four replicas' worth at the sample's target of 8."""
@@ -78,23 +81,31 @@ def replicas_now(handle: cluster_tool.Cluster) -> tuple[str, str, str, str]:
     return wanted, ready, reason, message
 
 
-def follow(
-    handle: cluster_tool.Cluster, done: Callable[[int], bool], timeout: float, started: float
-) -> bool:
-    """Print replicas and the reason whenever they change, until `done(ready replicas)`."""
+@dataclass
+class Follower:
+    """Prints the autoscaled sample's replicas and the reason whenever they change."""
+
+    handle: cluster_tool.Cluster
+    started: float = field(default_factory=time.monotonic)
     last: tuple[str, ...] = ()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        wanted, ready, reason, message = replicas_now(handle)
-        if (wanted, ready, reason) != last:
-            elapsed = time.monotonic() - started
-            print(f"  {elapsed:4.0f} s  replicas {wanted}, ready {ready or 0}  {reason}: {message}")
-            last = (wanted, ready, reason)
-        if wanted == ready and done(int(ready or 0)):
-            return True
-        time.sleep(1)
-    print(f"  replicas did not get there in {timeout:.0f} s; see the operator log")
-    return False
+
+    def until(self, done: Callable[[int], bool], timeout: float, *, quiet: bool = False) -> bool:
+        """Follow until `done(ready replicas)`; `quiet`: running out of time is the plan."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            wanted, ready, reason, message = replicas_now(self.handle)
+            if (wanted, ready, reason) != self.last:
+                elapsed = time.monotonic() - self.started
+                said = f"{reason}: {message}" if reason else "(no decision yet)"
+                print(f"  {elapsed:4.0f} s  replicas {wanted}, ready {ready or 0}  {said}",
+                      flush=True)  # fmt: skip
+                self.last = (wanted, ready, reason)
+            if wanted == ready and done(int(ready or 0)):
+                return True
+            time.sleep(1)
+        if not quiet:
+            print(f"  replicas did not get there in {timeout:.0f} s; see the operator log")
+        return False
 
 
 def traffic(handle: cluster_tool.Cluster) -> bool:
@@ -109,12 +120,14 @@ def traffic(handle: cluster_tool.Cluster) -> bool:
         )
 
     print(f"\ntraffic: {CLIENTS} clients against {AUTOSCALED}'s pods (sim + proxy on loopback)")
-    started = time.monotonic()
+    follow = Follower(handle)
     with podserve.PodServers(pods, logs, ("--step-seconds", "0.02")) as servers:
         with podserve.Load(servers, clients=CLIENTS):
-            up = follow(handle, lambda ready: ready >= 3, 120, started)
+            up = follow.until(lambda ready: ready >= 3, 120)
+            # Keep it up a little: the load spreads over the new pods, and nothing is removed.
+            follow.until(lambda _: False, HOLD_SECONDS, quiet=True)
         print("traffic stopped: replicas go back one at a time after scaleDownDelaySeconds (60 s)")
-        down = follow(handle, lambda ready: ready == 1, 300, started)
+        down = follow.until(lambda ready: ready == 1, 300)
     return up and down
 
 
