@@ -333,6 +333,9 @@ class AutoscalerStatus(_Model):
     """The last decision in words: the load counted, the target, the change."""
     load: float | None = None
     """Requests (running + waiting + queued) counted over the ready pods at the last decision."""
+    decided_at: str | None = None
+    """When that decision was made (RFC 3339): the status is written when the decision or what
+    the autoscaler remembers changes, at least once per tenth of scaleDownDelaySeconds."""
     last_scale_time: str | None = None
     """When the autoscaler last changed spec.replicas (RFC 3339)."""
     window: list[WindowBucket] = Field(default_factory=list)

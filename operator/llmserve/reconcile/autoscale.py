@@ -101,6 +101,7 @@ def status_of(decision: policy.Decision, previous: dict[str, Any], now: float) -
         "reason": decision.reason,
         "message": decision.message,
         "load": decision.load,
+        "decidedAt": _stamp(now),
         "lastScaleTime": _stamp(now) if changed else previous.get("lastScaleTime"),
         "window": [{"start": _stamp(t), "replicas": r} for t, r in state.window],
         "observedSince": _stamp(state.since),
