@@ -10,7 +10,7 @@ CLUSTER_FLAGS := $(if $(filter kind,$(CLUSTER)),--kind,)
 # `make test` uses the cluster of `make cluster-up` when there is one, else starts its own.
 KUBECONFIG_UP := $(wildcard .cluster/kubeconfig)
 
-.PHONY: help venv lint format test unit cluster-tests tools cluster-up cluster-down crd golden demo bench-operator bench-proxy bench-autoscale clean
+.PHONY: help venv lint format test unit cluster-tests tools cluster-up cluster-down crd golden demo bench-operator bench-proxy bench-autoscale clean chart-lint manifests
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -24,11 +24,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)  ## create .venv and install llmserve with its dev extra (only when needed)
 
-lint: $(STAMP)  ## ruff, mypy --strict, import-linter contracts
+lint: $(STAMP)  ## ruff, mypy --strict, import-linter contracts, hadolint
 	$(BIN)/ruff check operator tests tools
 	$(BIN)/ruff format --check operator tests tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile
 
 format: $(STAMP)  ## fix what ruff can fix
 	$(BIN)/ruff check --fix operator tests tools
@@ -40,7 +41,7 @@ unit: $(STAMP)  ## the unit tests only
 cluster-tests: $(STAMP) tools  ## the tests against the real control plane (serial: one cluster)
 	LLMSERVE_KUBECONFIG=$(if $(KUBECONFIG_UP),$(abspath $(KUBECONFIG_UP)),) $(BIN)/pytest -m cluster
 
-test: lint unit cluster-tests  ## lint, then every test (the README's test command)
+test: lint tools unit cluster-tests  ## lint, then every test (the README's test command; the chart's unit tests need helm)
 
 tools:  ## build the control plane, kubectl, kwok and helm into ~/.cache/llmserve/bin/<key>
 	$(PYTHON) tools/testbin.py build
@@ -53,6 +54,21 @@ cluster-down:  ## stop the local cluster and every process it started
 
 crd: $(STAMP)  ## regenerate crds/ from the pydantic models
 	$(BIN)/llmserve crd > crds/llmservices.llmserve.io.yaml
+	cp crds/llmservices.llmserve.io.yaml charts/llmserve/crds/llmservices.llmserve.io.yaml
+
+HELM = $(shell $(PYTHON) tools/testbin.py dir)/helm
+
+chart-lint: tools  ## helm lint --strict the chart with its default and its ci/ values
+	$(HELM) lint --strict charts/llmserve
+	for values in charts/llmserve/ci/*-values.yaml; do \
+	  $(HELM) lint --strict charts/llmserve -f $$values || exit 1; done
+
+manifests: tools  ## regenerate manifests/install.yaml from the chart (then review the diff)
+	$(PYTHON) tools/chart.py manifests
+
+.PHONY: lock
+lock: $(STAMP)  ## regenerate requirements.lock (the image's pinned, hashed dependencies; review the diff)
+	$(BIN)/python tools/lock.py
 
 golden: $(STAMP)  ## regenerate tests/data/expected/ from tests/data/llmservices/ (then review the diff)
 	$(BIN)/python tests/render/regenerate_golden.py

@@ -35,7 +35,7 @@ def test_render_prints_the_children_of_each_example(path) -> None:
     code, out, err = run("render", "-f", str(path))
     assert code == 0, err
     kinds = [doc["kind"] for doc in yaml.safe_load_all(out)]
-    assert kinds == ["PersistentVolumeClaim", "Job", "Deployment", "Service"]
+    assert kinds == ["PersistentVolumeClaim", "Job", "Deployment", "Service", "NetworkPolicy"]
     assert "Traceback" not in err
 
 

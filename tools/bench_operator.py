@@ -112,6 +112,7 @@ CHILD_PATHS = [
     f"/api/v1/namespaces/{NAMESPACE}/pods",
     f"/api/v1/namespaces/{NAMESPACE}/services",
     f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims",
+    f"/apis/networking.k8s.io/v1/namespaces/{NAMESPACE}/networkpolicies",
 ]
 
 

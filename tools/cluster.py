@@ -285,15 +285,17 @@ def start_operator(  # noqa: PLR0913 - the operator's options, keyword-only
     python: Path | None = None,
     config: Path | None = None,
     flags: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """`llmserve operator -n NAMESPACE` of this checkout, in a session of its own, logging to `log`.
 
     `python`: an interpreter of another environment to run it with (the benchmark's, which holds
     the runtime dependencies only), with this checkout's source on its path. `config`: the
-    operator settings file ($LLMSERVE_CONFIG); `flags`: more `llmserve operator` flags.
+    operator settings file ($LLMSERVE_CONFIG); `flags`: more `llmserve operator` flags; `env`:
+    more environment (another KUBECONFIG, say, to act as a ServiceAccount).
     Returns once it leads (holds its Lease), so what follows is handled at once.
     """
-    env = cluster.env()
+    env = cluster.env() | (env or {})
     if config is not None:
         env["LLMSERVE_CONFIG"] = str(config)
     if python is None:
@@ -315,6 +317,32 @@ def start_operator(  # noqa: PLR0913 - the operator's options, keyword-only
             raise SystemExit(f"error: the operator did not start; see {log}")
         time.sleep(0.2)
     return process
+
+
+def service_account_kubeconfig(
+    cluster: Cluster, namespace: str, account: str, path: Path, *, duration: str = "1h"
+) -> Path:
+    """Write a kubeconfig at `path` that acts as ServiceAccount `namespace`/`account`.
+
+    The token is minted by the TokenRequest API (`kubectl create token`), the server and CA are the
+    admin kubeconfig's: a process run with it has exactly the account's RBAC, as in a pod.
+    """
+    token = run(cluster, "kubectl", "create", "token", account, "-n", namespace,
+                f"--duration={duration}").strip()  # fmt: skip
+    admin = json.loads(run(cluster, "kubectl", "config", "view", "--raw", "--minify", "-o", "json"))
+    server = admin["clusters"][0]["cluster"]
+    name = f"{namespace}-{account}"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": server}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "current-context": name,
+    }
+    path.write_text(json.dumps(config, indent=2))
+    path.chmod(0o600)  # a bearer token
+    return path
 
 
 def recorded_pids(cluster: Cluster) -> list[int]:

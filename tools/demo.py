@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""`make demo`: the local cluster, the CRD, the operator, one sample LLMService per engine, traffic.
+"""`make demo`: the local cluster, the chart, the operator, a sample LLMService per engine, traffic.
 
-Runs the operator as a local process (kwok's pods run no containers, so there is no operator image
-to run in the cluster), applies examples/*.yaml into the namespace `llmserve-demo` and shows
+Installs the Helm chart (into `llmserve-system`, managing the namespace `llmserve-demo`) and runs
+its operator as a local process: kwok's pods run no containers, so the chart's operator pod is
+Ready but idle, and the local process acts with the chart's settings, ServiceAccount and Lease. It
+applies examples/*.yaml into the namespace `llmserve-demo` and shows
 `kubectl get llms` until every LLMService is Ready. Then it drives simulated traffic at the
 autoscaled sample (examples/vllm.yaml): each of its pods' loopback IPs is served by a local
 `llmserve sim` + `llmserve proxy` (tools/podserve.py), clients load them, and the table shows the
@@ -24,6 +26,9 @@ import cluster as cluster_tool  # a sibling script: tools/ is on sys.path when r
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "llmserve-demo"
+SYSTEM = "llmserve-system"
+"""Where the chart is installed."""
+RELEASE = "llmserve"
 TIMEOUT_SECONDS = 180
 AUTOSCALED = "llama-8b"
 HOLD_SECONDS = 20
@@ -38,16 +43,44 @@ def kubectl(handle: cluster_tool.Cluster, *args: str) -> str:
     return cluster_tool.run(handle, "kubectl", *args)
 
 
+HELM_INSTALL = (
+    "upgrade", "--install", RELEASE, str(ROOT / "charts" / "llmserve"),
+    "--namespace", SYSTEM, "--create-namespace", "--wait", "--timeout", "120s",
+    "--set", "rbac.scope=namespaced", "--set", f"rbac.namespaces={{{NAMESPACE}}}",
+    "--set", "config.autoscaler.intervalSeconds=2",
+)  # fmt: skip
+
+
+def install_chart(handle: cluster_tool.Cluster) -> None:
+    """`helm upgrade --install` the chart, managing the demo namespace, and print its notes."""
+    print(cluster_tool.run(handle, "helm", *HELM_INSTALL), end="")
+    # Helm installs a chart's CRDs on the first install only; keep the CRD current on re-runs.
+    cluster_tool.install_crd(handle)
+
+
 def start_operator(handle: cluster_tool.Cluster) -> None:
-    """Start `llmserve operator` in the background, unless the one we started is still running."""
+    """Start `llmserve operator` in the background, unless the one we started is still running.
+
+    It is the chart's operator in all but where it runs: the chart's settings (its ConfigMap), the
+    chart's ServiceAccount (a token for it, so exactly the chart's RBAC), the chart's Lease.
+    """
     pid_file = handle.workdir / "operator.pid"
     if pid_file.exists() and cluster_tool.alive(int(pid_file.read_text())):
         print(f"operator already running (pid {pid_file.read_text()})")
         return
+    config = handle.workdir / "operator-config.yaml"
+    path = "jsonpath={.data.config\\.yaml}"
+    config.write_text(
+        kubectl(handle, "get", "configmap", f"{RELEASE}-config", "-n", SYSTEM, "-o", path)
+    )
+    kubeconfig = cluster_tool.service_account_kubeconfig(
+        handle, SYSTEM, RELEASE, handle.workdir / "operator.kubeconfig", duration="24h"
+    )
     log = handle.workdir / "operator.log"
-    process = cluster_tool.start_operator(handle, NAMESPACE, log)  # outlives `make demo`
+    env = {"KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": SYSTEM}
+    process = cluster_tool.start_operator(handle, NAMESPACE, log, config=config, env=env)
     pid_file.write_text(str(process.pid))  # `make cluster-down` stops it by this PID
-    print(f"operator started (pid {process.pid}, log {log})")
+    print(f"operator started as ServiceAccount {SYSTEM}/{RELEASE} (pid {process.pid}, log {log})")
 
 
 def watch(handle: cluster_tool.Cluster) -> bool:
@@ -141,9 +174,9 @@ def main() -> int:
         product=cluster_tool.DEFAULT_PRODUCT,
         memory_mib=cluster_tool.DEFAULT_MEMORY_MIB,
     )
-    cluster_tool.install_crd(handle)
     namespace = kubectl(handle, "create", "namespace", NAMESPACE, "--dry-run=client", "-o", "yaml")
     cluster_tool.run(handle, "kubectl", "apply", "-f", "-", stdin=namespace)
+    install_chart(handle)
     start_operator(handle)
     print(kubectl(handle, "apply", "-n", NAMESPACE, "-f", str(ROOT / "examples")), end="")
     ok = watch(handle) and traffic(handle)

@@ -16,7 +16,6 @@ Usage: tools/testbin.py build | dir | prometheus
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -24,7 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,19 +205,44 @@ def build() -> Path:
     return dest
 
 
-def runtime_python() -> Path:
-    """Python of a virtualenv with pyproject.toml's runtime dependencies, made once per list."""
-    pyproject = TOOLS.parent / "pyproject.toml"
-    dependencies = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
-    digest = hashlib.sha256(json.dumps(dependencies).encode()).hexdigest()[:16]
-    venv = CACHE / "runtime" / digest
+LOCK = TOOLS.parent / "requirements.lock"
+LOCKED_INSTALL = ("--require-hashes", "--no-deps", "--only-binary=:all:")
+"""How requirements.lock is installed, here and in the Dockerfile (tests/test_image.py checks)."""
+
+
+def locked_venv(venv: Path, wheel: Path | None = None) -> Path:
+    """Make `venv` hold exactly requirements.lock and, if given, llmserve's wheel: its Python.
+
+    The image's install step (Dockerfile), run by this Python's pip: the venv gets no pip of its
+    own, the lock's wheels are hash-checked, the wheel comes without dependencies, and `pip check`
+    proves the lock holds everything llmserve and its dependencies need.
+    """
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--clear", "--without-pip", str(venv)], check=True
+    )
     python = venv / "bin" / "python"
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check"]
+    subprocess.run([*pip, "install", "--quiet", *LOCKED_INSTALL, "-r", str(LOCK)], check=True)
+    if wheel is not None:
+        subprocess.run([*pip, "install", "--quiet", "--no-deps", str(wheel)], check=True)
+    checked = subprocess.run([*pip, "check"], capture_output=True, text=True, check=False)
+    if checked.returncode != 0:
+        sys.exit(f"error: {LOCK.name} is incomplete ({venv}):\n{checked.stdout}{checked.stderr}"
+                 "run `make lock`, then review the diff")  # fmt: skip
+    return python
+
+
+def runtime_python() -> Path:
+    """Python of a virtualenv holding requirements.lock, as the image does; made once per lock.
+
+    llmserve itself is not installed: callers put the checkout's `operator/` on PYTHONPATH.
+    """
+    venv = CACHE / "runtime" / hashlib.sha256(LOCK.read_bytes()).hexdigest()[:16]
     if not (venv / "complete").exists():
         print(f"making the runtime environment {venv} ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *dependencies], check=True)
+        locked_venv(venv)
         (venv / "complete").touch()
-    return python
+    return venv / "bin" / "python"
 
 
 def loadgen() -> Path:

@@ -4,6 +4,7 @@ children that pass server-side dry-run under Pod Security `restricted`."""
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -166,3 +167,57 @@ def test_rendered_children_pass_server_side_dry_run_under_restricted(
         {"persistentvolumeclaim": "persistentvolumeclaim"}.get(k, k) for k in expected
     ], done.stdout
     assert uid is None or all(c["metadata"]["ownerReferences"][0]["uid"] == uid for c in children)
+
+
+def pods_of(children: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A bare Pod from each pod template (the Deployment's, the Job's): Pod Security's `enforce`
+    refuses Pods, where for workload objects it only warns."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"{child['kind'].lower()}-pod",
+                **child["spec"]["template"]["metadata"],
+            },
+            "spec": child["spec"]["template"]["spec"],
+        }
+        for child in children
+        if child["kind"] in {"Deployment", "Job"}
+    ]
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=stem)
+def test_the_rendered_pods_are_admitted_where_restricted_is_enforced(
+    kube: Kube, restricted: str, path
+) -> None:
+    service = parse_llmservice(yaml.safe_load(path.read_text()))
+    pods = pods_of(render.render(service, OperatorConfig()))
+    assert len(pods) == (2 if service.spec.cache.enabled else 1)
+    for pod in pods:
+        done = kube.run("create", "-n", restricted, "--dry-run=server", "-f", "-",
+                        stdin=json.dumps(pod), check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "Warning" not in done.stderr, done.stderr
+
+
+def test_the_restricted_namespace_refuses_a_pod_that_may_escalate(
+    kube: Kube, restricted: str
+) -> None:
+    # The control for the two tests above: without it, "no warning" could mean "not enforced".
+    children = render.render(parse_llmservice(document()), OperatorConfig())
+    deployment = next(c for c in children if c["kind"] == "Deployment")
+    del deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"][
+        "allowPrivilegeEscalation"
+    ]
+    (pod,) = pods_of([deployment])
+    done = kube.run("create", "-n", restricted, "--dry-run=server", "-f", "-",
+                    stdin=json.dumps(pod), check=False)  # fmt: skip
+    assert done.returncode != 0
+    assert 'violates PodSecurity "restricted:latest"' in done.stderr, done.stderr
+    assert "allowPrivilegeEscalation != false" in done.stderr, done.stderr
+    # A workload object is stored, with the warning the dry-run test above looks for.
+    done = kube.run("apply", "-n", restricted, "--dry-run=server", "-f", "-",
+                    stdin=json.dumps(deployment), check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert 'Warning: would violate PodSecurity "restricted:latest"' in done.stderr, done.stderr

@@ -87,6 +87,7 @@ def test_an_llmservice_becomes_ready_with_owned_children_and_a_true_status(
         ("job", "llama-8b-model-download"),
         ("deployment", "llama-8b"),
         ("service", "llama-8b"),
+        ("networkpolicy", "llama-8b"),
     ]:
         owners = kube.json(kind, name, "-n", namespace)["metadata"]["ownerReferences"]
         assert [(o["kind"], o["uid"], o["controller"]) for o in owners] == [
@@ -135,6 +136,46 @@ def test_drift_is_repaired_and_foreign_labels_are_left_alone(kube: Kube, namespa
 
 
 @pytest.mark.usefixtures("operator")
+def test_the_network_policy_opens_the_proxy_port_and_comes_back_after_a_delete_or_an_edit(
+    kube: Kube, namespace: str
+) -> None:
+    apply(kube, namespace, document(SPEC))
+    eventually(lambda: ready(kube, namespace), what="phase Ready")
+    uid = kube.json("llms", "llama-8b", "-n", namespace)["metadata"]["uid"]
+    policy = kube.json("networkpolicy", "llama-8b", "-n", namespace)
+    owners = policy["metadata"]["ownerReferences"]
+    assert [(o["kind"], o["uid"], o["controller"]) for o in owners] == [("LLMService", uid, True)]
+    selector = kube.json("deployment", "llama-8b", "-n", namespace)["spec"]["selector"]
+    assert policy["spec"]["podSelector"] == selector
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    opened = [{"ports": [{"protocol": "TCP", "port": 8080}]}]
+    assert policy["spec"]["ingress"] == opened
+
+    kube.run("delete", "networkpolicy", "llama-8b", "-n", namespace)
+
+    def recreated() -> dict[str, Any] | None:
+        done = kube.run("get", "networkpolicy", "llama-8b", "-n", namespace, "-o", "json",
+                        check=False)  # fmt: skip
+        if done.returncode != 0:
+            return None
+        found: dict[str, Any] = json.loads(done.stdout)
+        return found if found["metadata"]["uid"] != policy["metadata"]["uid"] else None
+
+    back = eventually(recreated, what="the deleted NetworkPolicy to come back")
+    assert back["metadata"]["ownerReferences"][0]["uid"] == uid
+    assert back["spec"]["ingress"] == opened
+    # An empty rule lets everything in on every port: the operator puts its rule back.
+    kube.run("patch", "networkpolicy", "llama-8b", "-n", namespace, "--type=merge",
+             "-p", json.dumps({"spec": {"ingress": [{}]}}))  # fmt: skip
+    eventually(
+        lambda: (
+            kube.json("networkpolicy", "llama-8b", "-n", namespace)["spec"]["ingress"] == opened
+        ),
+        what="the hand-edited NetworkPolicy to be put back",
+    )
+
+
+@pytest.mark.usefixtures("operator")
 def test_a_spec_that_does_not_fit_fails_with_a_warning_and_no_children(
     kube: Kube, namespace: str
 ) -> None:
@@ -146,7 +187,7 @@ def test_a_spec_that_does_not_fit_fails_with_a_warning_and_no_children(
     assert "spec.gpus: model does not fit: needs ~150 GiB per GPU, have 72 GiB" in valid["message"]
     warnings = [e for e in events(kube, namespace) if e["type"] == "Warning"]
     assert any(e["reason"] == "InvalidSpec" and "spec.gpus" in e["message"] for e in warnings)
-    for kind in ("pvc", "job", "deployment", "service"):
+    for kind in ("pvc", "job", "deployment", "service", "networkpolicy"):
         assert kube.json(kind, "-n", namespace)["items"] == []
 
 
@@ -198,7 +239,7 @@ def test_deleting_the_llmservice_garbage_collects_its_children(kube: Kube, names
     def all_gone() -> bool:
         return all(
             kube.json(kind, "-n", namespace)["items"] == []
-            for kind in ("pvc", "job", "deployment", "service")
+            for kind in ("pvc", "job", "deployment", "service", "networkpolicy")
         )
 
     eventually(all_gone, what="every child to be garbage-collected")

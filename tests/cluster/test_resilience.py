@@ -20,7 +20,7 @@ CPU = {  # no GPUs: twenty of them must fit the test cluster's 16 fake GPUs and 
     "gpus": 0,
     "model": {"name": "bartowski/Llama-3.2-1B-Instruct-GGUF", "file": "*-Q4_K_M.gguf"},
 }
-CHILD_KINDS = ("persistentvolumeclaims", "jobs", "deployments", "services")
+CHILD_KINDS = ("persistentvolumeclaims", "jobs", "deployments", "services", "networkpolicies")
 
 
 def owners_of(kube: Kube, namespace: str, kind: str) -> collections.Counter[str]:

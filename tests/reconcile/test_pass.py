@@ -109,7 +109,9 @@ FAILED = {
 
 def test_the_first_pass_starts_the_download_and_holds_the_engine_back(api: FakeObjects) -> None:
     outcome = run(api)
-    assert sorted(kind for kind, _, _ in api.store) == ["Job", "PersistentVolumeClaim", "Service"]
+    assert sorted(kind for kind, _, _ in api.store) == [
+        "Job", "NetworkPolicy", "PersistentVolumeClaim", "Service"
+    ]  # fmt: skip
     assert outcome.status["phase"] == "Downloading"
     assert ("Normal", "Downloading") in [(k, r) for k, r, _ in outcome.events]
     job = api.store[("Job", "ml", "llama-8b-model-download")]
@@ -214,7 +216,7 @@ def test_a_lagging_watch_costs_a_409_and_a_read_never_a_second_child(api: FakeOb
     assert ("get", "Job") in api.calls  # the Job exists: read it rather than replace it
     assert ("delete", "Job") not in api.calls
     assert sorted(kind for kind, _, _ in api.store) == [
-        "Deployment", "Job", "PersistentVolumeClaim", "Service"
+        "Deployment", "Job", "NetworkPolicy", "PersistentVolumeClaim", "Service"
     ]  # fmt: skip
 
 

@@ -63,6 +63,7 @@ class TestLabels:
             "Job": "model-download",
             "Deployment": "server",
             "Service": "server",
+            "NetworkPolicy": "server",
         }
 
     def test_names_of_the_children(self) -> None:
@@ -72,6 +73,7 @@ class TestLabels:
             "Job": "llama-8b-model-download",
             "Deployment": "llama-8b",
             "Service": "llama-8b",
+            "NetworkPolicy": "llama-8b",
         }
 
     def test_children_come_in_apply_order_and_without_cache_without_pvc_and_job(self) -> None:
@@ -80,10 +82,12 @@ class TestLabels:
             "Job",
             "Deployment",
             "Service",
+            "NetworkPolicy",
         ]
         assert [c["kind"] for c in children({"cache": {"enabled": False}})] == [
             "Deployment",
             "Service",
+            "NetworkPolicy",
         ]
 
 
@@ -385,6 +389,30 @@ class TestProxy:
         proxy = proxy_container(children())
         assert "--api-keys-file" not in proxy["args"]
         assert "volumeMounts" not in proxy
+
+
+class TestNetworkPolicy:
+    def test_lets_in_only_the_proxy_port_of_the_server_pods_from_anywhere(self) -> None:
+        policy = by_kind(children(), "NetworkPolicy")
+        assert policy["apiVersion"] == "networking.k8s.io/v1"
+        assert policy["spec"] == {
+            "podSelector": {"matchLabels": meta.selector_labels(service(), meta.COMPONENT_SERVER)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"ports": [{"protocol": "TCP", "port": workload.PROXY_PORT}]}],
+        }
+
+    def test_selects_the_deployments_pods_with_or_without_the_cache(self) -> None:
+        for spec in ({}, {"cache": {"enabled": False}}, GGUF):
+            rendered = children(spec)
+            policy = by_kind(rendered, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"]
+            deployment = by_kind(rendered, "Deployment")["spec"]
+            assert policy == deployment["selector"]["matchLabels"]
+            assert policy.items() <= deployment["template"]["metadata"]["labels"].items()
+
+    def test_leaves_egress_alone(self) -> None:
+        spec = by_kind(children(), "NetworkPolicy")["spec"]
+        assert "Egress" not in spec["policyTypes"]
+        assert "egress" not in spec
 
 
 class TestEngines:

@@ -193,6 +193,14 @@ def test_references_inside_the_children_resolve(source: Path) -> None:
     if golden_service(source).spec.cache.enabled:
         job = by_kind(children, "Job")
         assert job["spec"]["template"]["spec"]["restartPolicy"] in {"Never", "OnFailure"}
-    named_ports = {p["name"] for p in proxy_container(children)["ports"]}
+    proxy_ports = proxy_container(children)["ports"]
+    named_ports = {p["name"] for p in proxy_ports}
     for port in by_kind(children, "Service")["spec"]["ports"]:
         assert port["targetPort"] in named_ports
+    policy = by_kind(children, "NetworkPolicy")["spec"]
+    assert policy["podSelector"]["matchLabels"] == selector
+    (rule,) = policy["ingress"]
+    assert "from" not in rule, "the proxy takes traffic from anywhere: keys guard it"
+    assert [(p["protocol"], p["port"]) for p in rule["ports"]] == [
+        (p["protocol"], p["containerPort"]) for p in proxy_ports
+    ]

@@ -16,6 +16,7 @@ MANAGED = {"app.kubernetes.io/managed-by": "llmserve"}
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
 @kopf.on.event("", "v1", "services", labels=MANAGED)
 @kopf.on.event("", "v1", "persistentvolumeclaims", labels=MANAGED)
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=MANAGED)
 async def child_event(
     type: str | None,  # noqa: A002 - kopf's name for the event type
     body: kopf.Body,

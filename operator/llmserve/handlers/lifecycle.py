@@ -22,7 +22,7 @@ from llmserve.handlers.llmservice import settle
 from llmserve.handlers.queue import WorkQueue
 from llmserve.kube import lease
 from llmserve.kube.client import Client, login
-from llmserve.kube.errors import KubeApiError
+from llmserve.kube.errors import KubeApiError, RejectedChildError
 
 CONFIG_ENV = "LLMSERVE_CONFIG"
 """Path of the operator settings file (YAML, see OperatorConfig); defaults when unset."""
@@ -63,22 +63,43 @@ class NoDiffBase(kopf.DiffBaseStorage):
         del body, patch, essence
 
 
-async def _lead(client: Client, election: lease.Election, logger: kopf.Logger) -> None:
-    """Wait until this process holds the Lease; other operator processes keep waiting."""
+async def _lead(client: Client, election: lease.Election, logger: kopf.Logger) -> bool:
+    """Wait until this process holds the Lease (True), or it may never (False: it stops)."""
     where = f"{election.namespace}/{election.name}"
-    while not await lease.try_acquire(client, election, datetime.now(UTC)):
-        logger.info("waiting for Lease %s: another operator leads", where)
+    while True:
+        try:
+            if await lease.try_acquire(client, election, datetime.now(UTC)):
+                break
+            logger.info("waiting for Lease %s: another operator leads", where)
+        except KubeApiError as error:  # the API server is away: try again
+            logger.warning("waiting for Lease %s: %s", where, error)
+        except RejectedChildError as error:  # no RBAC for Leases: waiting cannot help
+            logger.error(  # noqa: TRY400 - the message is the whole story
+                "stopping: cannot take Lease %s: %s; grant get/create/update on leases in "
+                "namespace %s (the chart does), or run with --no-leader-election",
+                where, error, election.namespace,
+            )  # fmt: skip
+            os.kill(os.getpid(), signal.SIGTERM)  # kopf's graceful stop
+            return False
         await asyncio.sleep(RENEW_SECONDS)
     logger.info("leading as %s (Lease %s)", election.identity, where)
+    return True
 
 
 async def _keep_leading(ctx: Context, election: lease.Election, logger: kopf.Logger) -> None:
-    """Renew the Lease for as long as the process runs.
+    """Wait for the Lease, then renew it for as long as the process runs.
+
+    Waiting happens here, not in the startup handler: kopf serves its liveness probe only once
+    startup is over, and a standby that waits for hours must still look alive. Until this
+    process leads, its watches fill the caches but every pass and every autoscaler round waits.
 
     When renewals fail for longer than the Lease lasts (the API server is away), acting stops
     until a renewal succeeds again; when another operator holds the Lease, this process stops, so
     two operators never act at once (Kubernetes restarts it, and it waits its turn).
     """
+    if not await _lead(ctx.client, election, logger):
+        return
+    ctx.leading.set()
     last = datetime.now(UTC)
     while True:
         await asyncio.sleep(RENEW_SECONDS)
@@ -123,9 +144,9 @@ async def startup(
     )
     election: lease.Election | None = memo.get("election")
     if election is not None:
-        await _lead(client, election, logger)
         memo.leading = asyncio.create_task(_keep_leading(ctx, election, logger))
-    ctx.leading.set()
+    else:
+        ctx.leading.set()
     memo.working = asyncio.create_task(queue.run())
     memo.scaling = asyncio.create_task(autoscaler.run(ctx))
 

@@ -28,6 +28,9 @@ _PATHS: Final = MappingProxyType(
         ("v1", "Pod"): "/api/v1/namespaces/{ns}/pods",
         ("batch/v1", "Job"): "/apis/batch/v1/namespaces/{ns}/jobs",
         ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments",
+        ("networking.k8s.io/v1", "NetworkPolicy"): (
+            "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies"
+        ),
         ("coordination.k8s.io/v1", "Lease"): "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
         (f"{GROUP}/{VERSION}", "LLMService"): f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{PLURAL}",
     }

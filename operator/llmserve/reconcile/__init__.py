@@ -193,6 +193,7 @@ async def reconcile(
         await _create_once(client, children["PersistentVolumeClaim"], seen)
         cache = await _cache(client, children["Job"], now, outcome, seen)
     await _ensure(client, children["Service"], seen)
+    await _ensure(client, children["NetworkPolicy"], seen)
     deployment = children["Deployment"]
     live = _live(deployment, seen)
     if cache.state in ("succeeded", "disabled") and drifted(deployment, live):

@@ -1,9 +1,9 @@
 """Pure builders: LLMService in, manifest dicts out. No I/O, clock, randomness or environment.
 
 `render(service, config)` returns the children of docs/ARCHITECTURE.md §4 in apply order:
-model-cache
-PVC and download Job (when the cache is enabled), the Deployment, the Service. Same input, same
-output, byte for byte. Engine differences live in `render.engines`, one module per engine.
+model-cache PVC and download Job (when the cache is enabled), the Deployment, the Service, the
+NetworkPolicy. Same input, same output, byte for byte. Engine differences live in
+`render.engines`, one module per engine.
 """
 
 from llmserve.render.children import check, render, validate_engine_args

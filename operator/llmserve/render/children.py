@@ -27,6 +27,27 @@ def service_manifest(service: LLMService) -> dict[str, Any]:
     return meta.stamp(manifest)
 
 
+def network_policy(service: LLMService) -> dict[str, Any]:
+    """The NetworkPolicy `<name>`: into the server pods only on the proxy's port, from anywhere.
+
+    The engine listens on loopback anyway; the policy makes the pod's one open port explicit where
+    the network plugin enforces policies, and closes any other. NetworkPolicies add up (a pod takes
+    what any policy selecting it allows), so users can open more with their own (a port of an
+    injected sidecar) but not narrow this one: the API keys decide who gets an answer.
+    """
+    manifest = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": meta.metadata(service, meta.deployment_name(service), meta.COMPONENT_SERVER),
+        "spec": {
+            "podSelector": {"matchLabels": meta.selector_labels(service, meta.COMPONENT_SERVER)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"ports": [{"protocol": "TCP", "port": workload.PROXY_PORT}]}],
+        },
+    }
+    return meta.stamp(manifest)
+
+
 def validate_engine_args(service: LLMService) -> list[Problem]:
     """Problems with spec.engineArgs: flags that llmserve owns, or arguments an engine ignores.
 
@@ -82,5 +103,9 @@ def render(service: LLMService, config: OperatorConfig) -> list[dict[str, Any]]:
     children = []
     if service.spec.cache.enabled:
         children += [cache.claim(service, config), cache.download_job(service, config)]
-    children += [workload.deployment(service, config), service_manifest(service)]
+    children += [
+        workload.deployment(service, config),
+        service_manifest(service),
+        network_policy(service),
+    ]
     return children

@@ -22,7 +22,7 @@ COMPONENT_DOWNLOAD: Final = "model-download"
 
 
 def deployment_name(service: LLMService) -> str:
-    """The engine Deployment (and its Service) are named like the LLMService."""
+    """The engine Deployment (and its Service and NetworkPolicy) are named like the LLMService."""
     return service.name
 
 
