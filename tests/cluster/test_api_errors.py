@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.cluster.chart import release_in
 from tests.cluster.conftest import Kube, eventually
 from tests.cluster.test_operator import apply, ready, running_operator
 from tests.cluster.test_resilience import CPU
@@ -128,6 +129,14 @@ def faults(kube: Kube, namespace: str, tmp_path: Path) -> Iterator[Faults]:
         server.server_close()
 
 
+@pytest.fixture
+def chart(kube: Kube, namespace: str) -> Iterator[None]:
+    """The chart installed before the faults start (helm is not what is tested here)."""
+    with release_in(kube, namespace):
+        yield
+
+
+@pytest.mark.usefixtures("chart")  # before `faults`: usefixtures come first
 def test_faults_from_the_api_server_are_retried_until_everything_is_consistent(
     kube: Kube, namespace: str, tmp_path: Path, faults: Faults
 ) -> None:

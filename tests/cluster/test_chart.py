@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,39 +19,16 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.cluster.chart import CHART, OPERATOR_ACCOUNT, helm, namespaced, operator_as
 from tests.cluster.conftest import Kube, eventually
-from tests.support import ROOT, document
+from tests.support import document
 from tools import cluster as cluster_tool
-from tools import procfs
 
 pytestmark = pytest.mark.cluster
 
-CHART = "charts/llmserve"
-OPERATOR_ACCOUNT = "llmserve"
 # How a refusal reads in the log: llmserve's "(403)", kopf's APIForbiddenError and fallbacks. Not a
 # bare "403": timestamps end in milliseconds.
 FORBIDDEN_WORDS = ("(403)", "Forbidden", "forbidden", "Not enough permissions")
-
-
-def helm(kube: Kube, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run helm against the test cluster; fail the test with helm's words."""
-    done = subprocess.run(  # noqa: S603 - helm of the test cluster, fixed arguments
-        ["helm", *args],  # noqa: S607 - found first on the PATH of `env`
-        env=kube.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=180,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"helm {' '.join(args)} failed: {done.stderr.strip()}")
-    return done
-
-
-def namespaced(watched: str) -> tuple[str, ...]:
-    """helm flags for namespaced mode, managing one namespace."""
-    return ("--set", "rbac.scope=namespaced", "--set", f"rbac.namespaces={{{watched}}}")
 
 
 @contextlib.contextmanager
@@ -178,50 +154,6 @@ class ChartOperator:
     watched: str
     """The one namespace it manages."""
     log: Path
-
-
-@contextlib.contextmanager
-def operator_as(kube: Kube, release: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """The release's Deployment's command line, run locally as its ServiceAccount.
-
-    The container's args, with the liveness and metrics ports moved to free local ones; the
-    settings file read from the release's ConfigMap; POD_NAMESPACE as the downward API sets it.
-    """
-    container = kube.json("deployment", "llmserve", "-n", release)["spec"]["template"]["spec"][
-        "containers"
-    ][0]
-    args = list(container["args"])
-    args[args.index("--liveness") + 1] = f"http://127.0.0.1:{procfs.free_port()}/healthz"
-    args[args.index("--metrics-port") + 1] = str(procfs.free_port())
-    args += ["--metrics-address", "127.0.0.1"]
-    settings = log.parent / "config.yaml"
-    config_map = kube.json("configmap", "llmserve-config", "-n", release)
-    settings.write_text(config_map["data"]["config.yaml"])
-    kubeconfig = cluster_tool.service_account_kubeconfig(
-        kube.handle, release, OPERATOR_ACCOUNT, log.parent / "operator.kubeconfig"
-    )
-    env = kube.env | {
-        "KUBECONFIG": str(kubeconfig),
-        "POD_NAMESPACE": release,
-        "LLMSERVE_CONFIG": str(settings),
-    }
-    with log.open("w") as out:
-        process = subprocess.Popen(  # noqa: S603 - our own command
-            [sys.executable, "-m", "llmserve.cli", *args],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -6,39 +6,28 @@ import contextlib
 import json
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from tests.cluster.chart import operator_as, release_in
 from tests.cluster.conftest import Kube, eventually
-from tests.support import ROOT, document
+from tests.support import document
 
 pytestmark = pytest.mark.cluster
 
 
 @contextlib.contextmanager
 def running_operator(kube: Kube, namespace: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`llmserve operator -n NAMESPACE` as a process of its own; stopped by PID afterwards."""
-    with log.open("w") as out:
-        process = subprocess.Popen(  # noqa: S603 - our own command
-            [sys.executable, "-m", "llmserve.cli", "operator", "-n", namespace],
-            env=kube.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-    try:
+    """The chart's operator for `namespace`, as a local process with the chart's ServiceAccount.
+
+    The chart is installed into the namespace itself (managing only it), so every operator test
+    is also a proof that the chart's RBAC is enough. Stopped by PID afterwards.
+    """
+    with release_in(kube, namespace), operator_as(kube, namespace, log) as process:
         yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture
@@ -73,6 +62,8 @@ def events(kube: Kube, namespace: str) -> list[dict[str, Any]]:
 
 
 SPEC = {"gpuMemoryGiB": 80}
+MANAGED = "app.kubernetes.io/managed-by=llmserve"
+"""Children of LLMServices; the chart's own objects in the namespace are Helm's."""
 
 
 @pytest.mark.usefixtures("operator")
@@ -188,7 +179,7 @@ def test_a_spec_that_does_not_fit_fails_with_a_warning_and_no_children(
     warnings = [e for e in events(kube, namespace) if e["type"] == "Warning"]
     assert any(e["reason"] == "InvalidSpec" and "spec.gpus" in e["message"] for e in warnings)
     for kind in ("pvc", "job", "deployment", "service", "networkpolicy"):
-        assert kube.json(kind, "-n", namespace)["items"] == []
+        assert kube.json(kind, "-n", namespace, "-l", MANAGED)["items"] == []
 
 
 @pytest.mark.usefixtures("operator")
@@ -238,7 +229,7 @@ def test_deleting_the_llmservice_garbage_collects_its_children(kube: Kube, names
 
     def all_gone() -> bool:
         return all(
-            kube.json(kind, "-n", namespace)["items"] == []
+            kube.json(kind, "-n", namespace, "-l", MANAGED)["items"] == []
             for kind in ("pvc", "job", "deployment", "service", "networkpolicy")
         )
 
@@ -280,7 +271,8 @@ def test_a_missing_storage_class_and_a_stuck_job_do_not_block_deletion(
     kube.run("delete", "llms", "llama-8b", "-n", namespace, "--timeout=20s")
     eventually(
         lambda: all(
-            kube.json(kind, "-n", namespace)["items"] == [] for kind in ("pvc", "job", "service")
+            kube.json(kind, "-n", namespace, "-l", MANAGED)["items"] == []
+            for kind in ("pvc", "job", "service")
         ),
         what="the children of the deleted LLMService to go",
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from tests.cluster.conftest import Kube, eventually
-from tests.cluster.test_operator import apply, ready, running_operator
+from tests.cluster.test_operator import MANAGED, apply, ready, running_operator
 from tests.support import document
 from tools import cluster as cluster_tool
 
@@ -26,7 +26,7 @@ CHILD_KINDS = ("persistentvolumeclaims", "jobs", "deployments", "services", "net
 def owners_of(kube: Kube, namespace: str, kind: str) -> collections.Counter[str]:
     """How many children of `kind` each LLMService owns; children without an owner count as ''."""
     counts: collections.Counter[str] = collections.Counter()
-    for item in kube.json(kind, "-n", namespace)["items"]:
+    for item in kube.json(kind, "-n", namespace, "-l", MANAGED)["items"]:
         refs = [
             r for r in item["metadata"].get("ownerReferences") or [] if r["kind"] == "LLMService"
         ]
