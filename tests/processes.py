@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx2 as httpx
 from tests.support import ROOT
 from tools import testbin
-from tools.procfs import free_port
+from tools.procfs import free_port, stop
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
@@ -134,12 +134,7 @@ def prometheus(*jobs: ScrapeJob) -> Iterator[Prometheus]:
                 time.sleep(0.1)
             yield Prometheus(url, root)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, timeout=30)
 
 
 def _answers(url: str) -> bool:

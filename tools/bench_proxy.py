@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import testbin  # a sibling script: tools/ is on sys.path when run as a script
-from procfs import cpu_seconds, free_port, peak_rss_mib, rss_mib
+from procfs import cpu_seconds, free_port, peak_rss_mib, rss_mib, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "sim-model"
@@ -110,12 +110,7 @@ def server(argv: list[str], port: int, log: Path) -> Iterator[subprocess.Popen[b
         wait_for(port, process)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, timeout=20)
 
 
 @functools.cache

@@ -24,7 +24,7 @@ from typing import Self
 import httpx2 as httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procfs import free_port  # a sibling script, not a package
+from procfs import free_port, stop  # a sibling script, not a package
 
 ROOT = Path(__file__).resolve().parent.parent
 PROXY_PORT = 8080
@@ -36,16 +36,6 @@ def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "-m", "llmserve.cli", *argv], cwd=ROOT, stdout=out, stderr=out
         )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def running_pods(listing: str) -> dict[str, str]:
@@ -107,8 +97,8 @@ class PodServers:
             self._thread.join(timeout=30)
         with self._lock:
             for pair in self.pairs.values():
-                _stop(pair.proxy)
-                _stop(pair.sim)
+                stop(pair.proxy)
+                stop(pair.sim)
             self.pairs.clear()
 
     def urls(self) -> list[str]:
@@ -130,8 +120,8 @@ class PodServers:
             gone = [name for name in self.pairs if name not in pods]
             for name in gone:
                 pair = self.pairs.pop(name)
-                _stop(pair.proxy)
-                _stop(pair.sim)
+                stop(pair.proxy)
+                stop(pair.sim)
         new = {name: ip for name, ip in pods.items() if name not in self.pairs}
         for name, ip in new.items():
             pair = self._serve(name, loopback(ip))
@@ -155,8 +145,8 @@ class PodServers:
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                _stop(proxy)
-                _stop(sim)
+                stop(proxy)
+                stop(sim)
                 msg = f"the sim + proxy for pod {pod} at {ip} did not get ready; see {log}"
                 raise AssertionError(msg)
             time.sleep(0.2)

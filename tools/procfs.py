@@ -1,9 +1,13 @@
-"""What the benchmarks and tests read about local processes and ports (Linux /proc, loopback)."""
+"""Local processes and ports for the benchmarks and tests.
+
+What /proc says about a process, a free loopback port, and stopping a process we started.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from pathlib import Path
 
 
@@ -35,3 +39,14 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """SIGTERM a process we started, wait for it, SIGKILL it if it lingers past `timeout`."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -106,9 +106,4 @@ def operator_as(kube: Kube, release: str, log: Path) -> Iterator[subprocess.Pope
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        procfs.stop(process)

@@ -30,16 +30,20 @@ CPU_IMAGES: Final = MappingProxyType[Engine, str]({"llamacpp": "ghcr.io/ggml-org
 """Images for `gpus: 0`, where the engine ships a separate CPU build."""
 
 
+SETTINGS: Final = ConfigDict(
+    alias_generator=to_camel,
+    populate_by_name=True,
+    extra="forbid",
+    frozen=True,
+    use_attribute_docstrings=True,
+)
+"""camelCase keys as in the settings file, unknown keys refused, immutable once read."""
+
+
 class AutoscalerConfig(BaseModel):
     """Where the autoscaler reads load, and how often it decides."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        use_attribute_docstrings=True,
-    )
+    model_config = SETTINGS
 
     source: Literal["scrape", "prometheus"] = "scrape"
     """`scrape`: read each ready pod's proxy (`/metrics`, `/metrics/engine`) directly;
@@ -63,13 +67,7 @@ class AutoscalerConfig(BaseModel):
 class OperatorConfig(BaseModel):
     """Settings of one llmserve installation."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        use_attribute_docstrings=True,
-    )
+    model_config = SETTINGS
 
     images: dict[Engine, str] = Field(default_factory=lambda: dict(DEFAULT_IMAGES))
     """Engine image by engine, used when an LLMService sets no `spec.image`."""

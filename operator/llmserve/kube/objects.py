@@ -139,32 +139,24 @@ async def delete(client: Client, api_version: str, kind: str, namespace: str, na
     await _call(client, "DELETE", path, f"{kind} {namespace}/{name}", body=body, missing_ok=True)
 
 
+async def _patch_subresource(
+    client: Client, namespace: str, name: str, subresource: str, body: dict[str, Any]
+) -> None:
+    """Merge-patch a subresource of an LLMService; a deleted LLMService needs nothing more."""
+    path = _path(f"{GROUP}/{VERSION}", "LLMService", namespace, name) + f"/{subresource}"
+    what = f"LLMService {namespace}/{name} {subresource}"
+    await _call(client, "PATCH", path, what, body=body,
+                content_type="application/merge-patch+json", missing_ok=True)  # fmt: skip
+
+
 async def patch_status(client: Client, namespace: str, name: str, status: dict[str, Any]) -> None:
-    """Merge-patch an LLMService's status subresource; a deleted LLMService needs no status."""
-    path = _path(f"{GROUP}/{VERSION}", "LLMService", namespace, name) + "/status"
-    await _call(
-        client,
-        "PATCH",
-        path,
-        f"LLMService {namespace}/{name} status",
-        body={"status": status},
-        content_type="application/merge-patch+json",
-        missing_ok=True,
-    )
+    """Merge-patch an LLMService's status."""
+    await _patch_subresource(client, namespace, name, "status", {"status": status})
 
 
 async def scale(client: Client, namespace: str, name: str, replicas: int) -> None:
     """Set an LLMService's spec.replicas through its scale subresource."""
-    path = _path(f"{GROUP}/{VERSION}", "LLMService", namespace, name) + "/scale"
-    await _call(
-        client,
-        "PATCH",
-        path,
-        f"LLMService {namespace}/{name} scale",
-        body={"spec": {"replicas": replicas}},
-        content_type="application/merge-patch+json",
-        missing_ok=True,
-    )
+    await _patch_subresource(client, namespace, name, "scale", {"spec": {"replicas": replicas}})
 
 
 async def post_event(  # noqa: PLR0913 - an Event's fields, keyword-only
