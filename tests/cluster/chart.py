@@ -46,15 +46,16 @@ def namespaced(watched: str) -> tuple[str, ...]:
 
 
 @contextlib.contextmanager
-def release_in(kube: Kube, namespace: str) -> Iterator[None]:
+def release_in(kube: Kube, namespace: str, *values: str) -> Iterator[None]:
     """The chart installed into `namespace`, managing it; uninstalled afterwards if installed here.
 
-    A release already there (a second operator in the same test) is left to its installer.
+    `values`: more helm flags (`--set`). A release already there (a second operator in the same
+    test) is left to its installer.
     """
     if helm_ok(kube, "status", "llmserve", "-n", namespace):
         yield
         return
-    helm(kube, "install", "llmserve", CHART, "-n", namespace, *namespaced(namespace))
+    helm(kube, "install", "llmserve", CHART, "-n", namespace, *namespaced(namespace), *values)
     try:
         yield
     finally:
@@ -71,18 +72,21 @@ def helm_ok(kube: Kube, *args: str) -> bool:
 
 
 @contextlib.contextmanager
-def operator_as(kube: Kube, release: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def operator_as(
+    kube: Kube, release: str, log: Path, metrics_port: int | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """The release's Deployment's command line, run locally as its ServiceAccount.
 
-    The container's args, with the liveness and metrics ports moved to free local ones; the
-    settings file read from the release's ConfigMap; POD_NAMESPACE as the downward API sets it.
+    The container's args, with the liveness and metrics ports moved to local ones (`metrics_port`,
+    else a free one); the settings file read from the release's ConfigMap; POD_NAMESPACE as the
+    downward API sets it.
     """
     container = kube.json("deployment", "llmserve", "-n", release)["spec"]["template"]["spec"][
         "containers"
     ][0]
     args = list(container["args"])
     args[args.index("--liveness") + 1] = f"http://127.0.0.1:{procfs.free_port()}/healthz"
-    args[args.index("--metrics-port") + 1] = str(procfs.free_port())
+    args[args.index("--metrics-port") + 1] = str(metrics_port or procfs.free_port())
     args += ["--metrics-address", "127.0.0.1"]
     settings = log.with_suffix(".config.yaml")
     config_map = kube.json("configmap", "llmserve-config", "-n", release)

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from tests.cluster.chart import operator_as, release_in
 from tests.cluster.conftest import Kube, eventually
 from tests.cluster.test_operator import apply, condition, events, status
 from tests.processes import ScrapeJob, metric, prometheus
 from tests.support import document
-from tools import cluster as cluster_tool
 from tools.podserve import PROXY_PORT, Load, Pair, PodServers, running_pods
 from tools.procfs import free_port
 
@@ -48,20 +47,15 @@ SIM_FLAGS = ("--step-seconds", "0.02")
 
 @contextlib.contextmanager
 def operator_with(
-    kube: Kube, namespace: str, workdir: Path, settings: dict[str, Any], *flags: str
-) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    """The operator with these autoscaler settings, leading; stopped by PID afterwards."""
-    workdir.mkdir(exist_ok=True)
-    config = workdir / "operator.yaml"
-    config.write_text(yaml.safe_dump({"autoscaler": {"intervalSeconds": 1, **settings}}))
-    log = workdir / "operator.log"
-    process = cluster_tool.start_operator(kube.handle, namespace, log, config=config, flags=flags)
-    try:
-        yield process, log
-    finally:
-        if process.poll() is None:
-            process.terminate()
-        process.wait(timeout=30)
+    kube: Kube, namespace: str, log: Path, settings: dict[str, Any], metrics_port: int | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The chart's operator (tests/cluster/chart.py: its ServiceAccount, so the chart's RBAC) with
+    these autoscaler settings, once it leads; stopped by PID afterwards."""
+    values = [f"config.autoscaler.{k}={v}" for k, v in {"intervalSeconds": 1, **settings}.items()]
+    sets = [flag for value in values for flag in ("--set", value)]
+    with release_in(kube, namespace, *sets), operator_as(kube, namespace, log, metrics_port) as op:
+        eventually(lambda: "leading as" in log.read_text(), what="the operator to lead")
+        yield op
 
 
 def pods_of(kube: Kube, namespace: str, selector: str) -> dict[str, str]:
@@ -90,7 +84,7 @@ def closed_loop(
     logs.mkdir()
     selector = "app.kubernetes.io/instance=llama-8b"
     servers = PodServers(lambda: pods_of(kube, namespace, selector), logs, SIM_FLAGS, changed)
-    with operator_with(kube, namespace, tmp / "first", settings) as (process, _), servers:
+    with operator_with(kube, namespace, tmp / "first.log", settings) as process, servers:
         apply(kube, namespace, document(SPEC))
         eventually(lambda: len(servers.urls()) == 1, timeout=90, what="the first pod served")
         eventually(
@@ -112,10 +106,11 @@ def closed_loop(
             # Killed mid-run: the restarted operator must not read its empty memory as no load.
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=30)
-            with operator_with(kube, namespace, tmp / "again", settings) as (_, log_again):
+            again = tmp / "again.log"
+            with operator_with(kube, namespace, again, settings):
                 watched_until = time.monotonic() + DELAY + 10
                 while time.monotonic() < watched_until:
-                    assert replicas(kube, namespace) == 3, log_again.read_text()[-3000:]
+                    assert replicas(kube, namespace) == 3, again.read_text()[-3000:]
                     time.sleep(1)
                 assert load.sent > 0
                 load.stop()
@@ -154,8 +149,7 @@ def test_with_autoscaling_off_the_decision_is_only_exported(
     selector = "app.kubernetes.io/instance=llama-8b"
     servers = PodServers(lambda: pods_of(kube, namespace, selector), tmp_path, SIM_FLAGS)
     settings = {"source": "scrape"}
-    flags = ("--metrics-port", str(port), "--metrics-address", "127.0.0.1")
-    with operator_with(kube, namespace, tmp_path / "op", settings, *flags), servers:
+    with operator_with(kube, namespace, tmp_path / "operator.log", settings, port), servers:
         apply(kube, namespace, document(advice))
         eventually(lambda: len(servers.urls()) == 1, timeout=90, what="the pod served")
         with Load(servers, clients=8):
