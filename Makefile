@@ -43,7 +43,7 @@ cluster-tests: $(STAMP) tools  ## the tests against the real control plane (seri
 
 test: lint tools unit cluster-tests  ## lint, then every test (the README's test command; the chart's unit tests need helm)
 
-tools:  ## build the control plane, kubectl, kwok and helm into ~/.cache/llmserve/bin/<key>
+tools:  ## build the control plane, kubectl, kwok and helm (~/.cache/llmserve/bin/<key>); get Prometheus
 	$(PYTHON) tools/testbin.py build
 
 cluster-up: $(STAMP)  ## start the local cluster (CLUSTER=kind for kind, needs Docker)
@@ -83,7 +83,7 @@ bench-proxy: $(STAMP)  ## the proxy vs direct, a raw relay and LiteLLM; then a 1
 bench-autoscale: $(STAMP)  ## llmserve's autoscaling policy vs HPA, KEDA, KPA, KubeAI, oracle (~1 min)
 	$(BIN)/llmserve bench autoscale --plots bench-autoscale
 
-demo: $(STAMP) tools  ## local cluster, operator, one sample LLMService per engine, until Ready
+demo: $(STAMP) tools  ## local cluster, the chart, its operator, a sample per engine, then traffic
 	$(BIN)/python tools/demo.py
 
 clean:  ## remove the virtual environment and caches
