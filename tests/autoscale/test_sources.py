@@ -51,7 +51,7 @@ ENGINE_PAGES = {
 }
 
 
-def target(engine: str = "vllm", ip: str = "10.0.0.7") -> Target:
+def target(engine: str = "vllm", ip: str = "127.1.0.7") -> Target:
     return Target("ml", "llama-0", ip, 8080, engine)  # type: ignore[arg-type]
 
 
@@ -86,8 +86,8 @@ def test_a_pod_is_its_proxys_figures_plus_its_engines_when_that_page_came() -> N
 
 
 def test_pod_addresses_bracket_ipv6() -> None:
-    assert base_url(target()) == "http://10.0.0.7:8080"
-    assert base_url(target(ip="fd00::7")) == "http://[fd00::7]:8080"
+    assert base_url(target()) == "http://127.1.0.7:8080"
+    assert base_url(target(ip="::1")) == "http://[::1]:8080"
 
 
 def test_queries_filter_stale_series_before_aggregating_by_pod() -> None:
