@@ -118,12 +118,14 @@ async def round_one(ctx: Context, key: Key, service: LLMService, now: float) -> 
     pods = list(ctx.pods.get(key, {}).values())
     port = ctx.config.autoscaler.metrics_port
     decision = await autoscale.decide(service, state, pods, ctx.source, port, now)
-    ctx.decisions[key] = decision
     DESIRED.labels(*key).set(decision.replicas)
     if not service.spec.autoscaling.enabled:
+        ctx.decisions[key] = decision
         return  # advice only: the scale subresource belongs to the user, an HPA or KEDA
     body = ctx.bodies[key]
     if decision.replicas != service.spec.replicas:
+        # Raises when the write fails: the decision is then not remembered, and the next round
+        # decides again from the state before it (a failed removal must not start the step wait).
         await autoscale.write_replicas(ctx.client, service, decision.replicas)
         # The watch brings the new spec soon; until then the next round must not write again.
         ctx.bodies[key] = {**body, "spec": {**body["spec"], "replicas": decision.replicas}}
@@ -131,6 +133,7 @@ async def round_one(ctx: Context, key: Key, service: LLMService, now: float) -> 
         await post(ctx, body, "Normal", decision.reason, decision.message)
     elif _newly_blind(decision, previous, pods):
         await post(ctx, body, "Warning", "NoMetrics", decision.message)
+    ctx.decisions[key] = decision
     kept = ctx.scaling.get(key) or Scaling.kept(status)
     block = autoscale.status_of(decision, kept.autoscaler if kept else {}, now)
     scaling = Scaling(decision.replicas, decision.reason, decision.message, block)
