@@ -50,7 +50,12 @@ def helm_binary() -> Path:
 
 
 def helm(*args: str, env: dict[str, str] | None = None) -> str:
-    """Run helm; its stdout, or `HelmError` with its stderr.
+    """Run helm; its stdout, or `HelmError` with its stderr (see `run_helm`)."""
+    return run_helm(*args, env=env).stdout
+
+
+def run_helm(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run helm, at most 3 minutes; what it printed, or `HelmError` with its own words.
 
     Without `env`, helm's own files (cache, config, data) go to a temporary directory: rendering a
     local chart reads none of them, and the user's Helm settings must not change the output.
@@ -71,10 +76,11 @@ def helm(*args: str, env: dict[str, str] | None = None) -> str:
             capture_output=True,
             text=True,
             check=False,
+            timeout=180,
         )
     if done.returncode != 0:  # `helm lint` says why on stdout, and that it failed on stderr
         raise HelmError("\n".join(t for t in (done.stdout.strip(), done.stderr.strip()) if t))
-    return done.stdout
+    return done
 
 
 def install_yaml() -> str:

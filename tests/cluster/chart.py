@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from tests.cluster.conftest import Kube
 from tests.support import ROOT
+from tools import chart as chart_tool
 from tools import cluster as cluster_tool
 from tools import procfs
 
@@ -26,18 +27,10 @@ OPERATOR_ACCOUNT = "llmserve"
 
 def helm(kube: Kube, *args: str) -> subprocess.CompletedProcess[str]:
     """Run helm against the test cluster; fail the test with helm's words."""
-    done = subprocess.run(  # noqa: S603 - helm of the test cluster, fixed arguments
-        ["helm", *args],  # noqa: S607 - found first on the PATH of `env`
-        env=kube.env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=180,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"helm {' '.join(args)} failed: {done.stderr.strip()}")
-    return done
+    try:
+        return chart_tool.run_helm(*args, env=kube.env)
+    except chart_tool.HelmError as error:
+        pytest.fail(f"helm {' '.join(args)} failed: {error}")
 
 
 def namespaced(watched: str) -> tuple[str, ...]:
@@ -64,11 +57,11 @@ def release_in(kube: Kube, namespace: str, *values: str) -> Iterator[None]:
 
 def helm_ok(kube: Kube, *args: str) -> bool:
     """Whether helm succeeds (for checks and clean-up that may find nothing)."""
-    done = subprocess.run(  # noqa: S603 - helm of the test cluster, fixed arguments
-        ["helm", *args],  # noqa: S607 - found first on the PATH of `env`
-        env=kube.env, cwd=ROOT, capture_output=True, check=False, timeout=180,
-    )  # fmt: skip
-    return done.returncode == 0
+    try:
+        chart_tool.run_helm(*args, env=kube.env)
+    except chart_tool.HelmError:
+        return False
+    return True
 
 
 @contextlib.contextmanager
