@@ -16,9 +16,8 @@ from pathlib import Path
 import httpx2 as httpx
 from tests.support import ROOT
 from tools import testbin
+from tools.podserve import MODEL
 from tools.procfs import free_port, stop
-
-MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
 
 @contextlib.contextmanager
@@ -37,9 +36,7 @@ def served(argv: list[str], probe: str, port: int) -> Iterator[subprocess.Popen[
                 time.sleep(0.1)
         yield process
     finally:
-        if process.poll() is None:
-            process.terminate()
-        process.wait(timeout=30)
+        stop(process, timeout=30)
 
 
 @contextlib.contextmanager
