@@ -3,23 +3,27 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-12)
+# The tests run the versions production runs: requirements.lock (the image's pins) constrains the
+# dev install. pip refuses hashes in a constraints file, so the pins alone are copied out of it.
+CONSTRAINTS := $(VENV)/constraints.txt
 
 CLUSTER ?= kwok
 CLUSTER_FLAGS := $(if $(filter kind,$(CLUSTER)),--kind,)
 # `make test` uses the cluster of `make cluster-up` when there is one, else starts its own.
 KUBECONFIG_UP := $(wildcard .cluster/kubeconfig)
 
-.PHONY: help venv lint format test unit cluster-tests tools cluster-up cluster-down crd golden demo bench-operator bench-proxy bench-autoscale clean chart-lint manifests
+.PHONY: help venv lint format test unit fuzz cluster-tests tools cluster-up cluster-down crd golden demo bench-operator bench-proxy bench-autoscale clean chart-lint manifests
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing llmserve and its dev tools into $(VENV) ..."
 	@$(BIN)/python -m pip install --quiet --upgrade pip
-	@$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@grep -E '^[A-Za-z0-9]' requirements.lock | sed 's/ *\\$$//' > $(CONSTRAINTS)
+	@$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)  ## create .venv and install llmserve with its dev extra (only when needed)
@@ -37,6 +41,11 @@ format: $(STAMP)  ## fix what ruff can fix
 
 unit: $(STAMP)  ## the unit tests only
 	$(BIN)/pytest -n 2 -m "not cluster"
+
+fuzz: $(STAMP)  ## long random fuzzing (hypothesis' fuzz profile), then the proxy's hostile-input run
+	LLMSERVE_HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -n 2 -m "not cluster" \
+	  tests/proxy/test_fuzz.py tests/render/test_property.py
+	$(BIN)/python tools/hostile.py
 
 cluster-tests: $(STAMP) tools  ## the tests against the real control plane (serial: one cluster)
 	LLMSERVE_KUBECONFIG=$(if $(KUBECONFIG_UP),$(abspath $(KUBECONFIG_UP)),) $(BIN)/pytest -m cluster

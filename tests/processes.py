@@ -49,17 +49,31 @@ def simulator(*flags: str, flavor: str = "vllm", step: str = "0.001") -> Iterato
         yield f"http://127.0.0.1:{port}"
 
 
+@dataclass(frozen=True)
+class ServedProxy:
+    """A running `llmserve proxy`."""
+
+    url: str
+    """Its public port: the OpenAI routes and the probes."""
+    metrics: str
+    """Its metrics port: `/metrics`, `/metrics/engine` and the probes."""
+    process: subprocess.Popen[bytes]
+
+
 @contextlib.contextmanager
-def proxy(upstream: str, *flags: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A proxy process in front of `upstream`; its base URL and process."""
-    port = free_port()
-    argv = ["proxy", "--upstream", upstream, "--host", "127.0.0.1", "--port", str(port), *flags]
+def proxy(upstream: str, *flags: str) -> Iterator[ServedProxy]:
+    """A proxy process in front of `upstream`; open (`--auth none`) unless `flags` give keys."""
+    port, metrics_port = free_port(), free_port()
+    auth = [] if {"--api-keys-file", "--auth"} & set(flags) else ["--auth", "none"]
+    argv = ["proxy", "--upstream", upstream, "--host", "127.0.0.1", "--port", str(port),
+            "--metrics-port", str(metrics_port), *auth, *flags]  # fmt: skip
     with served(argv, "/health", port) as process:
-        yield f"http://127.0.0.1:{port}", process
+        yield ServedProxy(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}", process)
 
 
 def metric(url: str, name: str, labels: str = "") -> float:
-    """One sample of the simulator's /metrics (0 when absent)."""
+    """One sample of the /metrics page at `url`: a simulator, or a proxy's metrics port (0 when
+    absent)."""
     text = httpx.get(f"{url}/metrics").text
     pattern = re.escape(name) + (
         r"\{[^}]*" + re.escape(labels) + r"[^}]*\}" if labels else r"(\{[^}]*\})?"

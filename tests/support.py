@@ -13,7 +13,8 @@ from llmserve.api import LLMService, parse_llmservice
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 DATA: Final = ROOT / "tests" / "data"
-REFERENCE: Final = ROOT.parent / "shared" / "reference"
+ENGINE_LISTS: Final = DATA / "engines"
+"""The engines' real flag and quantization lists (tests/data/engines/README.md)."""
 
 
 def document(

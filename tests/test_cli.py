@@ -88,6 +88,25 @@ def test_render_with_an_operator_config_uses_its_images_and_gpu_memory(tmp_path)
     assert images == {"registry.local/vllm:pinned", "registry.local/llmserve:1"}
 
 
+def test_render_refuses_more_gpus_than_the_operator_config_allows_per_replica(tmp_path) -> None:
+    spec = tmp_path / "x.yaml"
+    spec.write_text(
+        "apiVersion: llmserve.io/v1alpha1\nkind: LLMService\nmetadata: {name: x}\n"
+        "spec: {model: {name: meta-llama/Llama-3.1-70B-Instruct}, gpus: 8}\n"
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text("maxGpusPerReplica: 4\n")
+    code, _, err = run("render", "-f", str(spec), "--config", str(config))
+    assert code == 1
+    assert "spec.gpus: at most 4 GPUs fit one node here (the operator's maxGpusPerReplica)" in err
+    config.write_text("maxGpusPerReplica: 8\n")
+    assert run("render", "-f", str(spec), "--config", str(config))[0] == 0
+    config.write_text("maxGpusPerReplica: 32\n")  # beyond the API's 16
+    code, _, err = run("render", "-f", str(spec), "--config", str(config))
+    assert code == 1
+    assert "maxGpusPerReplica" in err
+
+
 def test_a_bad_operator_config_is_named(tmp_path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("imagez: {}\n")

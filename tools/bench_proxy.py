@@ -143,15 +143,22 @@ def sim_argv(python: Path, port: int, *, streaming: bool) -> list[str]:
             "--max-num-seqs", "1024"]  # fmt: skip
 
 
+def llmserve_argv(python: Path, upstream: int, port: int, work: Path, *limits: str) -> list[str]:
+    """`llmserve proxy` in front of the simulator on `upstream`, checking the key KEY."""
+    keys = work / "api-keys"
+    keys.write_text(f"bench:{KEY}\n")
+    keys.chmod(0o600)
+    return [str(python), "-m", "llmserve.cli", "proxy", "--upstream",
+            f"http://127.0.0.1:{upstream}", "--host", "127.0.0.1", "--port", str(port),
+            "--metrics-port", str(free_port()), "--api-keys-file", str(keys), *limits]  # fmt: skip
+
+
 def target_argv(name: str, python: Path, upstream: int, port: int, work: Path) -> list[str] | None:
     """The command of a target in front of the simulator on `upstream`."""
     base = f"http://127.0.0.1:{upstream}"
     if name == "llmserve":
-        keys = work / "api-keys"
-        keys.write_text(f"bench:{KEY}\n")
-        return [str(python), "-m", "llmserve.cli", "proxy", "--upstream", base, "--host",
-                "127.0.0.1", "--port", str(port), "--max-concurrency", "1024",
-                "--max-queue", "1024", "--api-keys-file", str(keys)]  # fmt: skip
+        return llmserve_argv(python, upstream, port, work, "--max-concurrency", "1024",
+                             "--max-queue", "1024")  # fmt: skip
     if name == "relay":
         script = work / "relay.py"
         script.write_text(RELAY.replace("{upstream}", base))
@@ -280,15 +287,14 @@ def overload(seconds: float, work: Path) -> int:
     log = work / "servers.log"
     argv = sim_argv(python, sim_port, streaming=True)
     with server(argv, sim_port, log):
-        proxy = [str(python), "-m", "llmserve.cli", "proxy", "--upstream",
-                 f"http://127.0.0.1:{sim_port}", "--host", "127.0.0.1", "--port", str(port),
-                 "--max-concurrency", "8", "--max-queue", "16", "--queue-timeout", "2",
-                 "--request-timeout", "10"]  # fmt: skip
+        proxy = llmserve_argv(python, sim_port, port, work, "--max-concurrency", "8",
+                              "--max-queue", "16", "--queue-timeout", "2",
+                              "--request-timeout", "10")  # fmt: skip
         with server(proxy, port, log) as process:
             body = json.dumps({"model": MODEL, "prompt": "x", "max_tokens": 20})
             generator = subprocess.Popen(
                 ["taskset", "-c", "1", str(loadgen), "-url", f"http://127.0.0.1:{port}/v1/completions",
-                 "-body", body, "-c", "240", "-d", f"{seconds}s"],
+                 "-body", body, "-c", "240", "-d", f"{seconds}s", "-key", KEY],
                 stdout=subprocess.PIPE, text=True,
             )  # fmt: skip
             rss = []

@@ -1,10 +1,11 @@
 """Serve kwok pods' addresses with real processes: a `llmserve sim` + `llmserve proxy` per pod.
 
 kwok pods run no containers, but the test cluster gives them loopback IPs (127.1.x.y; see
-tools/cluster.py), so a test can make a pod's IP and proxy port answer exactly as the pod would:
-the proxy listens on the pod's own IP, port 8080, in front of a simulator on 127.0.0.1. The
-operator's production scrape path then runs unchanged. A pod IP outside 127.0.0.0/8 fails the test
-before anything is sent: fake pod IPs elsewhere are never contacted.
+tools/cluster.py), so a test can make a pod's IP and ports answer exactly as the pod would: the
+proxy listens on the pod's own IP, port 8080 (the OpenAI routes, behind an API key, as the operator
+renders it) and port 9090 (its metrics, which the operator's scrape reads), in front of a simulator
+on 127.0.0.1. The operator's production scrape path then runs unchanged. A pod IP outside
+127.0.0.0/8 fails the test before anything is sent: fake pod IPs elsewhere are never contacted.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ from procfs import free_port, stop  # a sibling script, not a package
 
 ROOT = Path(__file__).resolve().parent.parent
 PROXY_PORT = 8080
+METRICS_PORT = 9090
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+KEY = "sk-podserve-0123456789"
+"""The API key of every proxy served here (loopback processes of a test, not a secret)."""
 
 
 def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -60,6 +64,11 @@ class Pair:
     def url(self) -> str:
         """The proxy's base URL, at the pod's IP."""
         return f"http://{self.ip}:{PROXY_PORT}"
+
+    @property
+    def metrics(self) -> str:
+        """The proxy's metrics port's base URL, at the pod's IP."""
+        return f"http://{self.ip}:{METRICS_PORT}"
 
 
 def loopback(ip: str) -> str:
@@ -133,10 +142,15 @@ class PodServers:
     def _serve(self, pod: str, ip: str) -> Pair:
         port = free_port()
         log = self.logs / f"{pod}.log"
+        keys = self.logs / "api-keys"
+        if not keys.exists():
+            keys.write_text(f"podserve:{KEY}\n")
+            keys.chmod(0o600)
         sim = _start(["sim", "--flavor", "vllm", "--model", MODEL, "--host", "127.0.0.1",
                       "--port", str(port), *self.sim_flags], log)  # fmt: skip
         proxy = _start(["proxy", "--upstream", f"http://127.0.0.1:{port}", "--host", ip,
-                        "--port", str(PROXY_PORT)], log)  # fmt: skip
+                        "--port", str(PROXY_PORT), "--metrics-port", str(METRICS_PORT),
+                        "--api-keys-file", str(keys)], log)  # fmt: skip
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -184,7 +198,7 @@ class Load:
     def _client(self, turn: itertools.count[int]) -> None:
         body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}],
                 "max_tokens": self.max_tokens}  # fmt: skip
-        with httpx.Client(timeout=60) as client:
+        with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {KEY}"}) as client:
             while not self._stop.is_set():
                 urls = self.servers.urls()
                 if not urls:

@@ -5,7 +5,8 @@ kube-apiserver, kube-controller-manager, kube-scheduler and kubectl (k8s.io/kube
 and kwokctl, and helm are built from the pinned wrapper modules in tools/<name>/ (go.mod + go.sum)
 into ~/.cache/llmserve/bin/<key>, where <key> hashes those files and this script's build flags. A
 complete key directory is reused as is; a missing binary is rebuilt (Go's build cache makes that
-quick). See ../shared/docs/CONTROL-PLANE.md for the recipe and the measured times.
+quick). See docs/architecture.md ("The test cluster") and the README for the recipe and the measured
+times.
 
 Prometheus, for the autoscaler's tests, is Debian's `prometheus` package, unpacked rather than
 installed: its binary lands in ~/.cache/llmserve/prometheus/<package version>/prometheus.

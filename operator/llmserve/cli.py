@@ -247,6 +247,7 @@ def cmd_sim(args: argparse.Namespace, _: TextIO, __: TextIO) -> int:
         faults=faults,
         seed=args.seed,
         startup_seconds=args.startup_seconds,
+        loading_until=args.loading_until,
         default_max_tokens=args.default_max_tokens,
         dcgm=dcgm,
     )
@@ -268,7 +269,7 @@ def cmd_fetch_model(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     # besides the hub cache (the Xet cache) lands on the cache volume, not in a read-only $HOME.
     os.environ["HF_HOME"] = str(hf_home)
     from llmserve.fetch import download  # noqa: PLC0415 - needs HF_HOME set; imports huggingface_hub
-    from llmserve.fetch.errors import FetchError  # noqa: PLC0415 - same
+    from llmserve.fetch.errors import FetchError, terminate  # noqa: PLC0415 - same
 
     request = download.Request(
         repo=args.repo,
@@ -278,11 +279,14 @@ def cmd_fetch_model(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         link=Path(args.link).absolute() if args.link else None,
         token=os.environ.get("HF_TOKEN") or None,
         endpoint=os.environ.get("HF_ENDPOINT", "").rstrip("/") or None,
+        quantization=args.quantization,
     )
     try:
         download.run(request, out)
     except FetchError as error:
         print(f"error: {error}", file=err, flush=True)
+        if args.termination_log:
+            terminate(Path(args.termination_log), f"error: {error}")
         return EXIT_FETCH_FAILED
     return EXIT_OK
 
@@ -408,6 +412,17 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a statement per fla
         help="fetch only files matching GLOB (repeatable), e.g. '*-Q4_K_M.gguf'",
     )
     p.add_argument("--link", metavar="PATH", help="make PATH a symlink to the GGUF file fetched")
+    p.add_argument(
+        "--quantization",
+        choices=QUANTIZATIONS,
+        help="fail, before the weights are downloaded, unless config.json says they are in this "
+        "format (spec.quantization; none and gguf are not checked)",
+    )
+    p.add_argument(
+        "--termination-log",
+        metavar="FILE",
+        help="also write the failure's line to FILE (the container's terminationMessagePath)",
+    )
     p.set_defaults(handler=cmd_fetch_model)
 
     p = sub.add_parser(
@@ -450,6 +465,8 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a statement per fla
                    help="output tokens when a request sets no limit")  # fmt: skip
     p.add_argument("--startup-seconds", type=float, default=0.0, metavar="S",
                    help="/health answers 503 this long after start (loading weights)")  # fmt: skip
+    p.add_argument("--loading-until", type=Path, metavar="FILE",
+                   help="also loading until FILE exists (tests end it at will)")  # fmt: skip
     p.add_argument("--fail-rate", type=float, default=0.0, metavar="R",
                    help="share of requests answered 500")  # fmt: skip
     p.add_argument("--hang-rate", type=float, default=0.0, metavar="R",
@@ -469,14 +486,19 @@ def _parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - a statement per fla
 
     p = sub.add_parser(
         "proxy",
-        help="the OpenAI front door beside an engine: API keys, bounded queue, SSE relay, metrics",
-        description="Relay the OpenAI routes of the engine at --upstream: bearer keys from a file "
-        "(reloaded when it changes), at most --max-concurrency requests at the engine and "
-        "--max-queue waiting (429 or 503 with Retry-After beyond), streams relayed chunk by chunk, "
-        "/health, /ready, /metrics and /metrics/engine. Every flag can also be set as "
+        help="the OpenAI front door beside an engine: API keys, bounded input and queue, SSE "
+        "relay, metrics",
+        description="Relay the OpenAI routes of the engine at --upstream (each with its one "
+        "method): a bearer key from --api-keys-file (`name:key` lines, reloaded when it changes; "
+        "an empty file accepts no key) is required unless --auth none; bodies up to "
+        "--max-body-bytes read whole within --body-timeout before they queue; request heads up "
+        "to --max-header-bytes within --header-timeout; at most --max-concurrency requests at "
+        "the engine and --max-queue waiting (429 or 503 with Retry-After beyond); streams relayed "
+        "chunk by chunk; /health and /ready. /metrics and /metrics/engine are served on "
+        "--metrics-port only (keep it out of the Service). Every flag can also be set as "
         "LLMSERVE_PROXY_<FLAG> (e.g. LLMSERVE_PROXY_MAX_QUEUE=64). SIGTERM drains.",
         epilog="Example: llmserve proxy --upstream http://127.0.0.1:8000 --port 8080 "
-        "--api-keys-file /etc/llmserve/keys/api-keys --max-concurrency 256",
+        "--metrics-port 9090 --api-keys-file /etc/llmserve/keys/api-keys --max-concurrency 256",
     )
     from llmserve.proxy.flags import add_arguments  # noqa: PLC0415 - argparse only, no uvicorn
 

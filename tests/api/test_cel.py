@@ -21,6 +21,14 @@ def defaulted(spec: dict[str, Any] | None = None, name: str = "llama-8b") -> dic
     return service.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
+def unchecked(spec: dict[str, Any]) -> dict[str, Any]:
+    """A defaulted object with `spec` fields put in afterwards, past pydantic's checks: map keys,
+    which the API server checks in CEL alone (pydantic refuses them first offline)."""
+    doc = defaulted()
+    doc["spec"].update(spec)
+    return doc
+
+
 @dataclass(frozen=True)
 class RuleCase:
     rule: str
@@ -98,6 +106,48 @@ CASES = [
         defaulted({"autoscaling": {"minReplicas": 3, "maxReplicas": 2}}),
         "spec.autoscaling.minReplicas",
     ),
+    RuleCase(
+        "self.auth == 'none'",
+        defaulted({"proxy": {"auth": "none"}}),
+        defaulted({"proxy": {"auth": "none", "apiKeySecretRef": {"name": "keys"}}}),
+        "spec.proxy.apiKeySecretRef",
+    ),
+    RuleCase(
+        "self.allowedFrom.all(",
+        defaulted({"proxy": {"allowedFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}}),
+        defaulted({"proxy": {"allowedFrom": [{}]}}),
+        "spec.proxy.allowedFrom",
+    ),
+    RuleCase(
+        "self.gpus in [0, 1, 2, 4, 8, 16]",
+        defaulted({"engine": "sglang", "gpus": 16}),
+        defaulted({"engine": "sglang", "gpus": 3}),
+        "spec.gpus",
+    ),
+    RuleCase(
+        "self.file == '..'",
+        defaulted({"engine": "llamacpp", "model": {"name": "a/b", "file": "Q4/x..Q4_K_M.gguf"}}),
+        defaulted({"engine": "llamacpp", "model": {"name": "a/b", "file": "Q4/../../x.gguf"}}),
+        "spec.model.file",
+    ),
+    RuleCase(
+        "self.nodeSelector.all(",
+        defaulted({"nodeSelector": {"nvidia.com/gpu.product": "H100", "pool": ""}}),
+        unchecked({"nodeSelector": {"bad key!": "x"}}),
+        "spec.nodeSelector",
+    ),
+    RuleCase(
+        "self.limits.all(",
+        defaulted({"resources": {"limits": {"nvidia.com/gpu": 1, "hugepages-2Mi": "1Gi"}}}),
+        unchecked({"resources": {"limits": {"memory": "1Gi", "-memory": "1Gi"}}}),
+        "spec.resources.limits",
+    ),
+    RuleCase(
+        "self.requests.all(",
+        defaulted({"resources": {"requests": {"cpu": "500m"}}}),
+        unchecked({"resources": {"requests": {"example.com/" + "x" * 64: 1}}}),
+        "spec.resources.requests",
+    ),
 ]
 
 ALL_RULES = [rule for rules in cel.RULES.values() for rule in rules]
@@ -125,7 +175,14 @@ def test_a_failing_object_fails_that_rule_alone(case: RuleCase) -> None:
 
 
 def test_rules_are_attached_where_the_crd_puts_them() -> None:
-    assert list(cel.RULES) == ["", "spec", "spec.autoscaling"]
+    assert list(cel.RULES) == [
+        "",
+        "spec",
+        "spec.model",
+        "spec.autoscaling",
+        "spec.resources",
+        "spec.proxy",
+    ]
 
 
 def test_an_absent_quantization_is_read_as_the_engine_default() -> None:
@@ -147,7 +204,22 @@ def test_a_rule_that_cannot_be_evaluated_fails() -> None:
     # The API server rejects an object on which a rule errors; so does the offline check.
     doc = defaulted()
     del doc["spec"]["gpus"]
-    assert [p.path for p in cel.check(doc)] == ["spec.gpus"]
+    assert [p.path for p in cel.check(doc)] == ["spec.gpus", "spec.gpus"]  # two rules read it
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [("spec.replicas", 2**63), ("status.replicas", -(2**63) - 1), ("spec.env[0].value", 2**70)],
+)
+def test_an_integer_beyond_64_bits_is_a_problem_not_a_crash(path: str, value: int) -> None:
+    # cel-python raises ValueError("overflow") on such a number; the API server refuses it too.
+    doc = defaulted()
+    doc["spec"]["replicas"] = value if path == "spec.replicas" else 1
+    doc["status"] = {"replicas": value} if path.startswith("status") else {}
+    doc["spec"]["env"] = [{"name": "A", "value": value}] if "env" in path else []
+    (problem,) = cel.check(doc)
+    assert problem.path == path
+    assert "must fit in 64 bits" in problem.message
 
 
 def test_a_missing_object_skips_its_rules() -> None:

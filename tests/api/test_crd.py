@@ -70,12 +70,17 @@ def unwrap(annotation: Any) -> tuple[Any, list[Any]]:
             return annotation, metadata
 
 
-def bounds(metadata: list[Any]) -> dict[str, Any]:
-    """minimum/maximum from Field(ge=...) and friends, however deeply pydantic nested them."""
+LENGTHS = {"string": "Length", "array": "Items", "object": "Properties"}
+"""OpenAPI's name for the length of a value of each type: maxLength, maxItems, maxProperties."""
+
+
+def bounds(metadata: list[Any], kind: str = "string") -> dict[str, Any]:
+    """The OpenAPI keywords of Field(ge=...), max_length=..., pattern=... and friends, however
+    deeply pydantic nested them, for a value of OpenAPI type `kind`."""
     out: dict[str, Any] = {}
     for item in metadata:
         if isinstance(item, FieldInfo):
-            out |= bounds(item.metadata)
+            out |= bounds(item.metadata, kind)
         elif isinstance(item, annotated_types.Ge):
             out["minimum"] = item.ge
         elif isinstance(item, annotated_types.Gt):
@@ -83,10 +88,33 @@ def bounds(metadata: list[Any]) -> dict[str, Any]:
         elif isinstance(item, annotated_types.Le):
             out["maximum"] = item.le
         elif isinstance(item, annotated_types.MinLen):
-            out["minLength"] = item.min_length
+            out[f"min{LENGTHS[kind]}"] = item.min_length
+        elif isinstance(item, annotated_types.MaxLen):
+            out[f"max{LENGTHS[kind]}"] = item.max_length
         elif isinstance(item, annotated_types.GroupedMetadata):
-            out |= bounds(list(item))
+            out |= bounds(list(item), kind)
+        elif isinstance(getattr(item, "pattern", None), str):
+            out["pattern"] = item.pattern
     return out
+
+
+BOUND_KEYWORDS = (
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "pattern",
+    *(f"{end}{length}" for length in LENGTHS.values() for end in ("min", "max")),
+)
+
+
+def assert_bounds(metadata: list[Any], prop: dict[str, Any], kind: str, where: str) -> None:
+    """The schema node has exactly the model's bounds."""
+    expected = bounds(metadata, kind)
+    for keyword, value in expected.items():
+        assert prop.get(keyword) == value, f"{where}: {keyword} differs"
+    for keyword in BOUND_KEYWORDS:
+        if keyword in prop:
+            assert keyword in expected, f"{where}: {keyword} not in the model"
 
 
 def model_default(info: FieldInfo) -> Any:
@@ -144,6 +172,7 @@ def walk_type(
         yield from walk(annotation, prop, where)
     elif origin is list:
         assert prop["type"] == "array", where
+        assert_bounds(metadata, prop, "array", where)
         (item,) = get_args(annotation)
         yield from walk_type(*unwrap(item), prop["items"], f"{where}[]")
     elif origin is dict:
@@ -152,18 +181,18 @@ def walk_type(
         if value is Any:
             assert prop["x-kubernetes-preserve-unknown-fields"] is True, where
         else:
+            assert_bounds(metadata, prop, "object", where)
             yield from walk_type(*unwrap(value), prop["additionalProperties"], f"{where}.*")
     elif origin in (Union, types.UnionType):
-        assert set(get_args(annotation)) == {int, str}, where
-        shape = {k: v for k, v in prop.items() if k not in ("description", "default")}
-        assert shape == {"x-kubernetes-int-or-string": True}, where
+        members = dict(unwrap(member) for member in get_args(annotation))
+        assert set(members) == {int, str}, where
+        assert prop["x-kubernetes-int-or-string"] is True, where
+        assert "type" not in prop, where
+        # OpenAPI applies each keyword to the values it fits: minimum to numbers, pattern to text.
+        assert_bounds(members[int] + members[str], prop, "string", where)
     else:
         assert prop["type"] == SCALAR_TYPES[annotation], f"{where}: types differ"
-        for keyword, value in bounds(metadata).items():
-            assert prop.get(keyword) == value, f"{where}: {keyword} differs"
-        for keyword in ("minimum", "maximum", "minLength", "exclusiveMinimum"):
-            if keyword in prop:
-                assert keyword in bounds(metadata), f"{where}: {keyword} not in the model"
+        assert_bounds(metadata, prop, SCALAR_TYPES[annotation], where)
 
 
 def spec_models() -> set[type[BaseModel]]:

@@ -16,7 +16,7 @@ import yaml
 from tests.support import document
 
 from llmserve import render
-from llmserve.api import InvalidSpec, LLMService, parse_llmservice
+from llmserve.api import InvalidSpec, LLMService, parse_llmservice, parse_many
 from llmserve.api.config import OperatorConfig
 
 Doc = dict[str, Any]
@@ -323,7 +323,7 @@ CASES = [
         "engineArgs --port",
         spec(engineArgs=["--enforce-eager", "--port", "9000"]),
         "spec.engineArgs[1]",
-        "--port is set by llmserve",
+        "--port is reserved by llmserve",
     ),
     Case(
         "engineArgs --tensor-parallel-size=",
@@ -367,7 +367,209 @@ CASES = [
         "spec.engineArgs[0]",
         "set spec.gpus",
     ),
+    # --- engineArgs however the engine's parser spells a rendered flag (review L11) ---
+    Case(
+        "engineArgs --hos on sglang",
+        spec(engine="sglang", engineArgs=["--hos", "0.0.0.0"]),  # noqa: S104 - a value under test
+        "spec.engineArgs[0]",
+        "--hos, which the engine reads as --host,",
+    ),
+    Case(
+        "engineArgs --tp on sglang",
+        spec(engine="sglang", engineArgs=["--enable-torch-compile", "--tp", "8"]),
+        "spec.engineArgs[1]",
+        "--tp-size, is reserved by llmserve for engine sglang; remove it and set spec.gpus",
+    ),
+    Case(
+        "engineArgs --por= on vllm",
+        spec(engineArgs=["--por=9999"]),
+        "spec.engineArgs[0]",
+        "reads as --port",
+    ),
+    Case(
+        "engineArgs --tensor_parallel on vllm",
+        spec(engineArgs=["--tensor_parallel", "2"]),
+        "spec.engineArgs[0]",
+        "set spec.gpus",
+    ),
+    Case("engineArgs -t on vllm", spec(engineArgs=["-t", "2"]), "spec.engineArgs[0]", "spec.gpus"),
+    Case(
+        "engineArgs -qfp8 on vllm",
+        spec(engineArgs=["-qfp8"]),
+        "spec.engineArgs[0]",
+        "set spec.quantization",
+    ),
+    Case(
+        "engineArgs -p9000 on tgi",
+        spec(engine="tgi", engineArgs=["-p9000"]),
+        "spec.engineArgs[0]",
+        "the port is part of the pod layout",
+    ),
+    Case(
+        "engineArgs --config on vllm",
+        spec(engineArgs=["--config", "serve.yaml"]),
+        "spec.engineArgs[0]",
+        "a config file could set the flags llmserve owns",
+    ),
+    Case(
+        "engineArgs --config= on sglang",
+        spec(engine="sglang", engineArgs=["--config=serve.yaml"]),
+        "spec.engineArgs[0]",
+        "a flag of its own",
+    ),
+    Case(
+        "engineArgs positional model on vllm",
+        spec(engineArgs=["evil/model", "--enforce-eager"]),
+        "spec.engineArgs[0]",
+        "positional argument (vLLM as the model to serve)",
+    ),
+    Case(
+        "engineArgs positional after --flag=value",
+        spec(engineArgs=["--max-num-seqs=8", "evil/model"]),
+        "spec.engineArgs[1]",
+        "after a --flag=value",
+    ),
+    Case(
+        "engineArgs --",
+        spec(engine="tgi", engineArgs=["--"]),
+        "spec.engineArgs[0]",
+        "every later argument positional",
+    ),
+    # --- formats and bounds (review M11) beyond the review's own specs ---
+    Case(
+        "tokenSecretRef name",
+        spec(model={"name": "a/b", "tokenSecretRef": {"name": "HF_Token"}}),
+        "spec.model.tokenSecretRef.name",
+        "DNS subdomain",
+    ),
+    Case(
+        "tokenSecretRef key",
+        spec(model={"name": "a/b", "tokenSecretRef": {"name": "hf", "key": "a b"}}),
+        "spec.model.tokenSecretRef.key",
+        "key of a Secret",
+    ),
+    Case(
+        "revision with ..",
+        spec(model={"name": "a/b", "revision": "v1..v2"}),
+        "spec.model.revision",
+        "no '..' or '//'",
+    ),
+    Case(
+        "revision too long",
+        spec(model={"name": "a/b", "revision": "v" * 256}),
+        "spec.model.revision",
+        "at most 255 characters; got 256",
+    ),
+    Case(
+        "repo id with --",
+        spec(model={"name": "org/model--x"}),
+        "spec.model.name",
+        "single '-' or '.'",
+    ),
+    Case(
+        "model.file climbing",
+        spec(engine="llamacpp", model={"name": "a/b-GGUF", "file": "Q4/../../x.gguf"}),
+        "spec.model.file",
+        "must not climb out of the repo",
+    ),
+    Case(
+        "model.file absolute",
+        spec(engine="llamacpp", model={"name": "a/b-GGUF", "file": "/etc/passwd"}),
+        "spec.model.file",
+        "no '-' or '/' first",
+    ),
+    Case(
+        "servedName with a space",
+        spec(model={"name": "a/b", "servedName": "my model"}),
+        "spec.model.servedName",
+        "no spaces",
+    ),
+    Case(
+        "parametersBillions huge",
+        spec(model={"name": "a/b", "parametersBillions": 1e9}),
+        "spec.model.parametersBillions",
+        "<= 100000",
+    ),
+    Case("image with spaces", spec(image="my image"), "spec.image", "image reference"),
+    Case("gpuMemoryGiB huge", spec(gpuMemoryGiB=4096), "spec.gpuMemoryGiB", "<= 1024"),
+    Case(
+        "maxReplicas beyond int32",
+        spec(autoscaling={"maxReplicas": 2**31}),
+        "spec.autoscaling.maxReplicas",
+        "<= 2147483647",
+    ),
+    Case(
+        "scaleDownDelaySeconds beyond a day",
+        spec(autoscaling={"scaleDownDelaySeconds": 86401}),
+        "spec.autoscaling.scaleDownDelaySeconds",
+        "<= 86400",
+    ),
+    Case(
+        "negative cache.size",
+        spec(cache={"size": -1}),
+        "spec.cache.size",
+        ">= 0",
+    ),
+    Case(
+        "resource name",
+        spec(resources={"requests": {"-cpu": "1"}}),
+        "spec.resources.requests",
+        "key '-cpu': must be a Kubernetes qualified name",
+    ),
+    Case(
+        "nodeSelector value format",
+        spec(nodeSelector={"pool": "a b"}),
+        "spec.nodeSelector.pool",
+        "label value",
+    ),
+    Case(
+        "toleration key",
+        spec(tolerations=[{"key": "a b", "operator": "Exists"}]),
+        "spec.tolerations[0].key",
+        "qualified name",
+    ),
+    Case(
+        "negative tolerationSeconds",
+        spec(tolerations=[{"key": "a", "effect": "NoExecute", "tolerationSeconds": -1}]),
+        "spec.tolerations[0].tolerationSeconds",
+        ">= 0",
+    ),
+    Case(
+        "env value too long",
+        spec(env=[{"name": "A", "value": "x" * 32769}]),
+        "spec.env[0].value",
+        "at most 32768 characters; got 32769: 'xxxx",
+    ),
+    Case(
+        "too many engineArgs",
+        spec(engineArgs=["--enforce-eager"] * 129),
+        "spec.engineArgs",
+        "at most 128 entries; got 129",
+    ),
+    Case(
+        "too many nodeSelector keys",
+        spec(nodeSelector={f"k{i}": "v" for i in range(65)}),
+        "spec.nodeSelector",
+        "at most 64 keys; got 65",
+    ),
+    # --- GPUs: the tensor-parallel size and one node ---
+    Case("gpus 3 on vllm", spec(gpus=3), "spec.gpus", "must be 1, 2, 4, 8 or 16 for engines vllm"),
+    Case("gpus 6 on tgi", spec(engine="tgi", gpus=6), "spec.gpus", "tensor-parallel size"),
+    Case("gpus 12 on sglang", spec(engine="sglang", gpus=12), "spec.gpus", "set gpus to one"),
+    Case("gpus 17", spec(engine="llamacpp", model=GGUF_MODEL, gpus=17), "spec.gpus", "<= 16"),
+    Case(
+        "gpus 16 on an 8-GPU node",
+        spec(gpus=16),
+        "spec.gpus",
+        "at most 8 GPUs fit one node here (the operator's maxGpusPerReplica)",
+    ),
     # --- VRAM fit ---
+    Case(
+        "a 10M-token context on an 80 GiB GPU",
+        spec(gpuMemoryGiB=80, maxModelLen=10_000_000),
+        "spec.maxModelLen",
+        "model does not fit",
+    ),
     Case(
         "70B FP16 on one 80 GiB GPU",
         spec(model=LLAMA_70B, gpuMemoryGiB=80),
@@ -462,6 +664,45 @@ VALID = [
         spec(engineArgs=["--enforce-eager", "--max-num-seqs", "64"]), id="harmless engineArgs"
     ),
     pytest.param(spec(engineArgs=["--max-num-seqs", "-1"]), id="negative engineArgs values"),
+    pytest.param(
+        spec(engineArgs=["--lora-modules", "a=org/a", "b=org/b"]), id="a flag with two values"
+    ),
+    pytest.param(
+        spec(engine="tgi", engineArgs=["--hostnam", "x"]), id="tgi does not abbreviate flags"
+    ),
+    pytest.param(
+        spec(engine="sglang", engineArgs=["--enable-metrics-for-all-schedulers"]),
+        id="a flag that a rendered one is a prefix of",
+    ),
+    pytest.param(spec(engine="llamacpp", model=GGUF_MODEL, gpus=3), id="gpus 3 on llamacpp"),
+    pytest.param(spec(gpus=8), id="gpus 8 on vllm"),
+    pytest.param(spec(model={"name": "gpt2"}), id="a repo id without an org"),
+    pytest.param(spec(model={"name": "01-ai/Yi-1.5-9B-Chat"}), id="an org starting with a digit"),
+    pytest.param(
+        spec(model={"name": "a/b", "revision": "refs/pr/12"}), id="a pull request revision"
+    ),
+    pytest.param(spec(model={"name": "a/b", "revision": "a" * 40}), id="a commit revision"),
+    pytest.param(
+        spec(engine="llamacpp", model={"name": "a/b-GGUF", "file": "Q6_K/x-Q6_K-*-of-*.gguf"}),
+        id="a file in a folder",
+    ),
+    pytest.param(
+        spec(model={"name": "a/b", "servedName": "meta-llama/Llama-3.1-8B"}),
+        id="a served name with a slash",
+    ),
+    pytest.param(
+        spec(image="localhost:5000/team/vllm-openai:v0.33.0@sha256:" + "a" * 64),
+        id="an image with a registry port and a digest",
+    ),
+    pytest.param(
+        spec(
+            cache={"size": "1.5Ti"},
+            resources={"limits": {"hugepages-2Mi": "1Gi", "memory": "64e9"}},
+            nodeSelector={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "empty": ""},
+            tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "tolerationSeconds": 0}],
+        ),
+        id="Kubernetes names and quantities",
+    ),
 ]
 
 
@@ -478,6 +719,16 @@ def test_the_fit_check_uses_the_operator_default_gpu_memory() -> None:
     # The spec's own gpuMemoryGiB wins over the operator default.
     validate(
         spec(model=LLAMA_70B, gpuMemoryGiB=80, gpus=4), OperatorConfig(default_gpu_memory_gib=8)
+    )
+
+
+def test_the_largest_gpu_count_per_replica_is_an_operator_setting() -> None:
+    validate(spec(gpus=16), OperatorConfig(max_gpus_per_replica=16))
+    with pytest.raises(InvalidSpec) as error:
+        validate(spec(gpus=4), OperatorConfig.model_validate({"maxGpusPerReplica": 2}))
+    assert str(error.value).endswith(
+        "spec.gpus: at most 2 GPUs fit one node here (the operator's maxGpusPerReplica), and one "
+        "replica runs on one node; ask for fewer GPUs, e.g. with a quantization that needs fewer"
     )
 
 
@@ -563,6 +814,37 @@ def test_render_refuses_a_missing_file(tmp_path, llmserve) -> None:
 
 def test_render_refuses_a_directory(tmp_path, llmserve) -> None:
     assert_one_error(llmserve("render", "-f", str(tmp_path)), str(tmp_path), "directory")
+
+
+BOMB = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+"""
+"""The review's alias bomb (L9): 9^7 strings, 14.5 s and 485 MB to expand."""
+
+
+def test_render_refuses_a_yaml_alias_bomb(tmp_path, llmserve) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BOMB)
+    assert_one_error(
+        llmserve("render", "-f", str(path)),
+        f"{path} is invalid: document: uses YAML aliases (&/*), which llmserve does not accept; "
+        "write the values out (the first at line 2)",
+    )
+
+
+def test_an_alias_is_refused_even_where_it_would_be_harmless() -> None:
+    doc = yaml.safe_dump(document())
+    text = doc.replace("metadata:\n  name: llama-8b", "metadata: &m\n  name: llama-8b")
+    text += "extra: *m\n"
+    with pytest.raises(InvalidSpec, match="uses YAML aliases"):
+        list(parse_many(text))
+    assert [s.name for s in parse_many(doc)] == ["llama-8b"]  # the same without the alias
 
 
 def test_render_refuses_a_file_that_is_not_utf8(tmp_path, llmserve) -> None:

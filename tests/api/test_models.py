@@ -51,7 +51,9 @@ FULL_SPEC = {
         "accessMode": "ReadWriteMany",
     },
     "proxy": {
+        "auth": "apiKeys",
         "apiKeySecretRef": {"name": "keys", "key": "keys.txt"},
+        "maxBodyBytes": 1048576,
         "maxConcurrency": 64,
         "maxQueue": 10,
         "queueTimeoutSeconds": 5,

@@ -194,6 +194,42 @@ CASES = [
         state=State(window=((660.0, 3),), since=100.0),
     ),
     Case(
+        "a pod a source could not read is missing, not idle",
+        2,
+        2,
+        (PodLoad("p0", running=5, waiting=0), PodLoad("p1", problem="its page is too large")),
+        2,
+        "Steady",
+        state=State(window=((0.0, 2),), since=0.0),
+    ),
+    Case(
+        "a load past what the proxy admits counts as PLAUSIBLE_LOAD times that",
+        1,
+        1,
+        loads(1_000_000),
+        2,
+        "ScaledUp",
+        settings=Settings(1, 10, 10, pod_capacity=5),
+    ),
+    *(
+        Case(
+            f"a pod reporting {name} {value} is missing",
+            2,
+            2,
+            (PodLoad("p0", running=5, waiting=0), PodLoad("p1", **{name: value})),
+            2,
+            "Steady",
+            state=State(window=((0.0, 2),), since=0.0),
+        )
+        for name, value in (
+            ("running", float("nan")),
+            ("waiting", -3.0),
+            ("queued", float("inf")),
+            ("in_flight", float("-inf")),
+            ("gpu_utilization", float("nan")),
+        )
+    ),
+    Case(
         "up stabilization waits",
         2,
         2,
@@ -267,3 +303,40 @@ def test_state_survives_a_restart_as_plain_values() -> None:
     first = decide(SETTINGS, State(), Observation(0, 3, 3, loads(1, 1, 1)))
     kept = State(**vars(first.state))
     assert decide(SETTINGS, kept, Observation(300, 3, 3, loads(1, 1, 1))).reason == "ScaledDown"
+
+
+def test_the_message_names_each_pod_not_counted_and_why() -> None:
+    problem = "its /metrics/engine page is over 1048576 bytes (autoscaler.maxPageBytes)"
+    pods = (
+        PodLoad("llama-a", running=4, waiting=0),
+        PodLoad("llama-b", problem=problem),
+        PodLoad("llama-c", running=-1),
+        PodLoad("llama-d", in_flight=99),
+    )
+    settings = Settings(1, 10, 10, pod_capacity=4)
+    decision = decide(settings, State(), Observation(0, 4, 4, pods))
+    assert decision.load == 4 + 16
+    assert decision.message.startswith(
+        "load 20 over 2 reporting pods (target 10 per replica) ["
+        f"llama-b: {problem}; "
+        "llama-c: reported running -1, which no pod can hold (check what serves its metrics); "
+        "counted as missing; "
+        "llama-d: reported a load of 99, more than 4 times the 4 requests its proxy admits "
+        "(maxConcurrency + maxQueue); counted as 16]"
+    )
+    blind = decide(SETTINGS, State(), Observation(0, 5, 5, tuple(
+        PodLoad(f"p{i}", problem="did not answer") for i in range(5)
+    )))  # fmt: skip
+    assert (blind.reason, blind.message) == ("NoMetrics", (
+        "no load samples from 5 ready pods [p0: did not answer; p1: did not answer; "
+        "p2: did not answer; and 2 more]; holding 5"
+    ))  # fmt: skip
+
+
+def test_an_absurd_gpu_figure_does_not_hold_replicas() -> None:
+    state = State(window=((0.0, 1),), since=0.0)
+    pods = (PodLoad("p0", running=0, gpu_utilization=float("inf")),
+            PodLoad("p1", running=0, gpu_utilization=10.0))  # fmt: skip
+    guarded = Settings(1, 10, 10, gpu_guard=90)
+    decision = decide(guarded, state, Observation(1000, 2, 2, pods))
+    assert decision.reason == "ScaledDown", decision.message

@@ -1,4 +1,4 @@
-"""The metrics sources' pure parts: parsing the pages, building the queries, reading the answers."""
+"""The metrics sources' pure parts: scanning pages, building queries, reading answers."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from llmserve.autoscale.policy import PodLoad
 from llmserve.autoscale.sources import (
     DEFAULT_QUERIES,
     ENGINE_GAUGES,
+    QUEUED,
+    PageError,
+    PageTooLargeError,
     SourceError,
     Target,
     answered,
@@ -23,7 +26,7 @@ from llmserve.autoscale.sources import (
     vector_by_pod,
 )
 
-PROXY_PAGE = """\
+PROXY_PAGE = b"""\
 # HELP llmserve_requests_in_flight Requests at the engine
 # TYPE llmserve_requests_in_flight gauge
 llmserve_requests_in_flight 3.0
@@ -34,7 +37,7 @@ llmserve_queue_depth 2.0
 # TYPE llmserve_requests_total counter
 llmserve_requests_total{code="200",key="open"} 7.0
 """
-VLLM_PAGE = """\
+VLLM_PAGE = b"""\
 # TYPE vllm:num_requests_running gauge
 vllm:num_requests_running{engine="0",model_name="llama"} 4.0
 vllm:num_requests_running{engine="0",model_name="llama-lora"} 1.0
@@ -43,11 +46,11 @@ vllm:num_requests_waiting{engine="0",model_name="llama"} 6.0
 vllm:num_requests_waiting{engine="0",model_name="llama-lora"} NaN
 """
 ENGINE_PAGES = {
-    "tgi": "# TYPE tgi_batch_current_size gauge\ntgi_batch_current_size 8\n"
-    "# TYPE tgi_queue_size gauge\ntgi_queue_size 1\n",
-    "sglang": 'sglang:num_running_reqs{model_name="m",tp_rank="0"} 8\n'
-    'sglang:num_queue_reqs{model_name="m",tp_rank="0"} 1\n',
-    "llamacpp": "llamacpp:requests_processing 8\nllamacpp:requests_deferred 1\n",
+    "tgi": b"# TYPE tgi_batch_current_size gauge\ntgi_batch_current_size 8\n"
+    b"# TYPE tgi_queue_size gauge\ntgi_queue_size 1\n",
+    "sglang": b'sglang:num_running_reqs{model_name="m",tp_rank="0"} 8\n'
+    b'sglang:num_queue_reqs{model_name="m",tp_rank="0"} 1\n',
+    "llamacpp": b"llamacpp:requests_processing 8\nllamacpp:requests_deferred 1\n",
 }
 
 
@@ -59,7 +62,23 @@ def test_gauges_sum_over_series_and_skip_nan_and_other_names() -> None:
     sums = gauge_sums(VLLM_PAGE, ("vllm:num_requests_running", "vllm:num_requests_waiting", "x"))
     assert sums == {"vllm:num_requests_running": 5.0, "vllm:num_requests_waiting": 6.0}
     assert proxy_figures(PROXY_PAGE) == (3.0, 2.0)
-    assert proxy_figures("") == (None, None)
+    assert proxy_figures(b"") == (None, None)
+
+
+def test_only_the_wanted_lines_are_read_whatever_else_the_page_holds() -> None:
+    page = (
+        b"this line is { not a metric at all\n"
+        b'vllm:num_requests_running{path="a} b",q="say \\"hi\\" }"} 2 1700000000000\n'
+        b"vllm:num_requests_running_total 100\n"  # a longer name with the same start
+        b"vllm:num_requests_running\t3\r\n"
+        b"vllm:num_requests_running{unterminated 7\n"  # not a sample's shape: skipped
+        b"# vllm:num_requests_waiting 50\n"
+        b"vllm:num_requests_waiting +Inf\n"
+    )
+    sums = gauge_sums(page, ("vllm:num_requests_running", "vllm:num_requests_waiting"))
+    assert sums == {"vllm:num_requests_running": 5.0, "vllm:num_requests_waiting": float("inf")}
+    with pytest.raises(ValueError, match="could not convert"):
+        gauge_sums(b"llmserve_queue_depth lots\n", (QUEUED,))
 
 
 @pytest.mark.parametrize("engine", sorted(ENGINE_PAGES))
@@ -76,13 +95,21 @@ def test_vllm_and_an_engine_without_metrics() -> None:
 def test_a_pod_is_its_proxys_figures_plus_its_engines_when_that_page_came() -> None:
     assert pod_load(target(), PROXY_PAGE, VLLM_PAGE) == PodLoad("llama-0", 5.0, 6.0, 3.0, 2.0)
     assert pod_load(target(), PROXY_PAGE, None) == PodLoad("llama-0", None, None, 3.0, 2.0)
-    # An engine page that does not parse is as good as none: the proxy still counts requests.
-    assert pod_load(target(), PROXY_PAGE, "not { metrics") == PodLoad(
-        "llama-0", None, None, 3.0, 2.0
-    )
+    # An engine page that fails or does not parse is as good as none: the proxy still counts.
+    for engine in (PageError("/metrics/engine answered HTTP 502"), b"vllm:num_requests_running x"):
+        assert pod_load(target(), PROXY_PAGE, engine) == PodLoad("llama-0", None, None, 3.0, 2.0)
     assert pod_load(target("ollama"), PROXY_PAGE, None).demand == 5.0
-    with pytest.raises(ValueError, match="float"):
-        pod_load(target(), "not { metrics", VLLM_PAGE)
+
+
+def test_a_page_over_the_limit_or_a_failed_proxy_page_makes_the_pod_missing_with_why() -> None:
+    big = PageTooLargeError("its /metrics/engine page is over 1048576 bytes")
+    assert pod_load(target(), PROXY_PAGE, big) == PodLoad("llama-0", problem=str(big))
+    failed = PageError("/metrics did not answer within 2 s")
+    assert pod_load(target(), failed, VLLM_PAGE) == PodLoad("llama-0", problem=str(failed))
+    broken = pod_load(target(), b"llmserve_queue_depth ?\n", VLLM_PAGE)
+    assert broken.demand is None
+    assert broken.problem is not None
+    assert broken.problem.startswith("/metrics does not parse")
 
 
 def test_pod_addresses_bracket_ipv6() -> None:
@@ -149,12 +176,12 @@ def test_only_the_pods_asked_for_are_assembled_with_the_figures_found() -> None:
 
 def test_a_successful_answer_is_returned_and_a_failure_says_what_to_check() -> None:
     ok = {"status": "success", "data": {"resultType": "vector", "result": []}}
-    assert answered("http://p:9090", "running", "q", 200, json.dumps(ok)) == ok
+    assert answered("http://p:9090", "running", "q", 200, json.dumps(ok).encode()) == ok
     bad = {"status": "error", "errorType": "bad_data", "error": "parse error at char 3"}
     with pytest.raises(SourceError) as error:
-        answered("http://p:9090", "queued", "x{", 400, json.dumps(bad))
+        answered("http://p:9090", "queued", "x{", 400, json.dumps(bad).encode())
     message = str(error.value)
     for part in ("http://p:9090", "HTTP 400", "bad_data: parse error", "queued query x{"):
         assert part in message
     with pytest.raises(SourceError, match=r"not a Prometheus API answer.*base URL"):
-        answered("http://p:9090/api/v1", "queued", "q", 404, "404 page not found")
+        answered("http://p:9090/api/v1", "queued", "q", 404, b"404 page not found")

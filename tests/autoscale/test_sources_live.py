@@ -48,7 +48,7 @@ class Pod:
 
     target: Target
     url: str
-    """The proxy."""
+    """The proxy's public port (`target` has its metrics port)."""
     dcgm: str
     """The fake DCGM exporter's host:port."""
 
@@ -69,9 +69,10 @@ def pod(name: str) -> Iterator[Pod]:
     dcgm = free_port()
     flags = ("--dcgm-port", str(dcgm), "--dcgm-pod", name, "--dcgm-namespace", NAMESPACE)
     # 20 tokens a second: requests that last as long as the test holds them, at little CPU.
-    with simulator(*flags, step="0.05") as engine, proxy(engine) as (url, _):
-        port = int(url.rsplit(":", 1)[1])
-        yield Pod(Target(NAMESPACE, name, "127.0.0.1", port, "vllm"), url, f"127.0.0.1:{dcgm}")
+    with simulator(*flags, step="0.05") as engine, proxy(engine) as served:
+        port = int(served.metrics.rsplit(":", 1)[1])
+        target = Target(NAMESPACE, name, "127.0.0.1", port, "vllm")
+        yield Pod(target, served.url, f"127.0.0.1:{dcgm}")
 
 
 def scrape(server: Prometheus, *pods: Pod) -> None:
@@ -165,16 +166,20 @@ def test_prometheus_source_reads_the_same_and_the_gpu(fleet: Fleet) -> None:
     asyncio.run(run())
 
 
-def test_a_stopped_pod_is_absent_from_both_sources(fleet: Fleet) -> None:
+def test_a_stopped_pod_is_missing_from_both_sources(fleet: Fleet) -> None:
     server = fleet.prometheus
 
     async def present(scraped: ScrapeSource, queried: PrometheusSource, target: Target) -> None:
-        assert target.pod in await scraped.loads([target])
+        assert (await scraped.loads([target]))[target.pod].demand is not None
         await until(lambda: queried.loads([target]), lambda got: target.pod in got,
                     "Prometheus never showed the new pod")  # fmt: skip
 
     async def absent(scraped: ScrapeSource, queried: PrometheusSource, target: Target) -> None:
-        assert set(await scraped.loads([target, fleet.idle.target])) == {"idle-0"}  # at once
+        loads = await scraped.loads([target, fleet.idle.target])  # at once, and says why
+        assert loads["idle-0"].demand is not None
+        assert loads[target.pod].demand is None
+        assert (loads[target.pod].problem or "").startswith("cannot read /metrics: Cannot connect")
+        assert "autoscaler.metricsPort is its metrics port" in (loads[target.pod].problem or "")
         await until(lambda: queried.loads([target]), lambda got: not got,
                     "Prometheus still shows the stopped pod")  # fmt: skip
 
@@ -212,7 +217,7 @@ def test_the_freshness_filter_drops_samples_older_than_max_age(fleet: Fleet) -> 
     assert pods(fresh, later) == set()
 
 
-def test_a_pod_that_does_not_answer_in_time_is_absent(fleet: Fleet) -> None:
+def test_a_pod_that_does_not_answer_in_time_is_missing_and_says_so(fleet: Fleet) -> None:
     with socket.socket() as hung:  # accepts connections (the backlog) and never answers
         hung.bind(("127.0.0.1", 0))
         hung.listen()
@@ -222,7 +227,9 @@ def test_a_pod_that_does_not_answer_in_time_is_absent(fleet: Fleet) -> None:
             async with contextlib.aclosing(ScrapeSource(timeout=0.5)) as source:
                 return await source.loads([silent, fleet.idle.target])
 
-        assert set(asyncio.run(run())) == {"idle-0"}
+        loads = asyncio.run(run())
+        assert loads["idle-0"].demand is not None
+        assert loads["hung-0"] == PodLoad("hung-0", problem="/metrics did not answer within 0.5 s")
 
 
 def test_prometheus_down_or_refusing_the_query_is_a_clear_error(fleet: Fleet) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import tempfile
 from typing import Any
 
@@ -94,3 +95,20 @@ def schema() -> dict[str, Any]:
     """values.schema.json."""
     loaded: dict[str, Any] = json.loads((CHART / "values.schema.json").read_text())
     return loaded
+
+
+_REFERENCE = re.compile(r"\$(\$|\(([A-Za-z_][A-Za-z0-9_.-]*)\))")
+
+
+def container_env(container: dict[str, Any]) -> dict[str, str]:
+    """A container's literal env values as the process sees them: kubelet replaces `$(VAR)` with
+    an earlier variable's value (unknown names stay as written) and `$$` with `$`."""
+    env: dict[str, str] = {}
+    for entry in container.get("env") or []:
+
+        def expand(match: re.Match[str]) -> str:
+            name = match.group(2)
+            return "$" if name is None else env.get(name, match.group(0))
+
+        env[entry["name"]] = _REFERENCE.sub(expand, entry["value"])
+    return env

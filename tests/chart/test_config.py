@@ -22,8 +22,36 @@ def aliases(model: type[BaseModel]) -> set[str]:
     return {field.alias or name for name, field in model.model_fields.items()}
 
 
-def test_the_default_settings_are_the_operators_defaults() -> None:
-    assert settings() == OperatorConfig()
+def test_the_default_settings_are_the_operators_defaults_but_who_may_read_metrics() -> None:
+    assert settings().model_copy(update={"metrics_from": []}) == OperatorConfig()
+
+
+OPERATOR_PODS = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "llmserve-system"}},
+    "podSelector": {
+        "matchLabels": {
+            "app.kubernetes.io/name": "llmserve",
+            "app.kubernetes.io/instance": "llmserve",
+            "app.kubernetes.io/component": "operator",
+        }
+    },
+}
+
+
+def peers(config: OperatorConfig) -> list[dict[str, Any]]:
+    return [p.model_dump(by_alias=True, exclude_defaults=True) for p in config.metrics_from]
+
+
+def test_the_operators_pods_and_the_monitoring_namespace_may_read_the_pods_metrics() -> None:
+    operator = find(render(), "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert OPERATOR_PODS["podSelector"]["matchLabels"].items() <= operator.items()
+    monitoring = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    }
+    assert peers(settings()) == [OPERATOR_PODS, monitoring]
+    extra = {"ipBlock": {"cidr": "10.9.0.0/16"}}
+    values = {"networkPolicy": {"metricsNamespaces": []}, "config": {"metricsFrom": [extra]}}
+    assert peers(settings(values)) == [OPERATOR_PODS, extra]
 
 
 def test_the_charts_app_version_is_the_operators_version() -> None:

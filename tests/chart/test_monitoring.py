@@ -81,7 +81,7 @@ def test_the_dashboard_config_map_is_labelled_for_grafanas_sidecar() -> None:
     assert json.loads(config_map["data"]["llmserve.json"]) == dashboard()
 
 
-def test_the_pod_monitor_selects_the_llmservice_pods_on_the_proxys_port() -> None:
+def test_the_pod_monitor_selects_the_llmservice_pods_on_the_proxys_metrics_port() -> None:
     monitor = find(render(ALL_ON), "PodMonitor")
     children = render_children(service({"gpuMemoryGiB": 80}), OperatorConfig())
     pod = next(c for c in children if c["kind"] == "Deployment")["spec"]["template"]
@@ -89,10 +89,10 @@ def test_the_pod_monitor_selects_the_llmservice_pods_on_the_proxys_port() -> Non
     ports = {p["name"]: p for c in pod["spec"]["containers"] for p in c.get("ports", [])}
     endpoints = monitor["spec"]["podMetricsEndpoints"]
     assert [(e["port"], e["path"]) for e in endpoints] == [
-        ("http", "/metrics"),
-        ("http", "/metrics/engine"),
+        ("metrics", "/metrics"),
+        ("metrics", "/metrics/engine"),
     ]
-    assert ports["http"]["containerPort"] == OperatorConfig().autoscaler.metrics_port
+    assert ports["metrics"]["containerPort"] == OperatorConfig().autoscaler.metrics_port
     # The `llmservice` label comes from the pod label that holds the LLMService's name.
     relabel = endpoints[0]["relabelings"][0]
     assert relabel["targetLabel"] == "llmservice"

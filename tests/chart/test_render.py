@@ -33,6 +33,8 @@ def test_the_default_install_watches_every_namespace_with_a_cluster_role() -> No
     objects = [o for o in render() if not is_hook(o)]
     assert sorted(o["kind"] for o in objects) == [
         "ClusterRole",
+        "ClusterRole",  # users' edit and admin (aggregated)
+        "ClusterRole",  # users' view (aggregated)
         "ClusterRoleBinding",
         "ConfigMap",
         "Deployment",
@@ -40,14 +42,19 @@ def test_the_default_install_watches_every_namespace_with_a_cluster_role() -> No
         "RoleBinding",
         "Service",  # the operator's metrics
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",  # what an LLMService may ask for
+        "ValidatingAdmissionPolicy",  # what the operator's account may change
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicyBinding",
     ]
     assert operator_container(objects)["args"] == [
         "operator", "-A", "--liveness", "http://0.0.0.0:8080/healthz",
         "--metrics-port", "8000", "--lease-name", "llmserve-operator",
     ]  # fmt: skip
-    assert {o["metadata"].get("namespace") for o in objects if o["kind"] != "ClusterRole"} <= {
-        "llmserve-system",
-        None,  # the ClusterRoleBinding
+    cluster_wide = {"ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy",
+                    "ValidatingAdmissionPolicyBinding"}  # fmt: skip
+    assert {o["metadata"].get("namespace") for o in objects if o["kind"] not in cluster_wide} == {
+        "llmserve-system"
     }
 
 
@@ -64,15 +71,24 @@ def test_namespaced_mode_gets_a_role_and_a_flag_per_namespace() -> None:
     assert args[:5] == ["operator", "-n", "team-a", "-n", "team-b"]
     assert "-A" not in args
     # Cluster-wide only kopf's read-only discovery.
-    cluster_role = find(objects, "ClusterRole")
+    cluster_role = find(objects, "ClusterRole", "llmserve-llmserve-system")
     resources = {r for rule in cluster_role["rules"] for r in rule["resources"]}
     assert resources == {"customresourcedefinitions", "namespaces"}
 
 
-def test_namespaced_mode_without_cluster_discovery_has_nothing_cluster_wide() -> None:
+def test_namespaced_mode_without_cluster_discovery_grants_the_operator_nothing_cluster_wide() -> (
+    None
+):
     values = {"rbac": {**NAMESPACED["rbac"], "clusterDiscovery": False}}
     objects = render(values)
-    assert kinds(objects, "ClusterRole") == kinds(objects, "ClusterRoleBinding") == []
+    assert kinds(objects, "ClusterRoleBinding") == []
+    assert "llmserve-llmserve-system" not in [
+        r["metadata"]["name"] for r in kinds(objects, "ClusterRole")
+    ]
+    # For a team that may own nothing cluster-wide at all: no user roles and no policies either.
+    values["rbac"] |= {"userRoles": False, "operatorPolicy": False}
+    objects = render(values | {"admissionPolicy": {"enabled": False}})
+    assert [o["kind"] for o in objects if "namespace" not in o["metadata"]] == []
 
 
 def test_every_operator_flag_is_one_llmserve_operator_accepts() -> None:
@@ -156,5 +172,11 @@ def test_a_config_change_restarts_the_operator() -> None:
 def test_names_follow_the_release() -> None:
     objects = render(release="prod", namespace="ml-system")
     assert find(objects, "Deployment")["metadata"]["name"] == "prod-llmserve"
-    assert find(objects, "ClusterRole")["metadata"]["name"] == "prod-llmserve-ml-system"
+    assert find(objects, "ClusterRole", "prod-llmserve-ml-system")["rules"]
+    assert find(objects, "ClusterRole", "prod-llmserve-ml-system-edit")["rules"]
+    policy = find(objects, "ValidatingAdmissionPolicy", "prod-llmserve-ml-system-llmservices")
+    binding = find(
+        objects, "ValidatingAdmissionPolicyBinding", "prod-llmserve-ml-system-llmservices"
+    )
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
     assert find(objects, "ConfigMap")["metadata"]["namespace"] == "ml-system"

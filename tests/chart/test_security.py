@@ -1,4 +1,6 @@
-"""Pods pass Pod Security `restricted`; RBAC is least privilege: no Secrets, no wildcards."""
+"""Pods pass Pod Security `restricted`; RBAC grants only what the code does (Secrets: create
+only), no wildcards; users get LLMServices through aggregated roles; the admission policies hold
+what values allow."""
 
 from __future__ import annotations
 
@@ -120,11 +122,25 @@ def test_the_operator_runs_as_the_images_user() -> None:
     assert (str(context["runAsUser"]), str(context["runAsGroup"])) == user.groups()
 
 
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+
+
+def user_roles(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ClusterRoles that Kubernetes aggregates into its built-in user roles."""
+    return [
+        role
+        for role in kinds(objects, "ClusterRole")
+        if any(key.startswith(AGGREGATE) for key in role["metadata"]["labels"])
+    ]
+
+
 def rules(objects: list[dict[str, Any]], *, hooks: bool = False) -> list[dict[str, Any]]:
+    """The rules of the operator's roles (hooks: of the test hook's), not the users'."""
+    users = user_roles(objects)
     return [
         rule
         for role in kinds(objects, "Role") + kinds(objects, "ClusterRole")
-        if is_hook(role) == hooks
+        if is_hook(role) == hooks and role not in users
         for rule in role["rules"]
     ]
 
@@ -138,11 +154,15 @@ ALL_MODES = [
 
 
 @pytest.mark.parametrize("values", ALL_MODES, ids=["cluster", "ns", "ns-no-discovery", "no-le"])
-def test_no_rule_grants_secrets_configmaps_wildcards_or_escalation(values: dict[str, Any]) -> None:
+def test_no_rule_reads_secrets_or_grants_configmaps_wildcards_or_escalation(
+    values: dict[str, Any],
+) -> None:
     for rule in rules(render(values)) + rules(render(values), hooks=True):
         fields = rule["apiGroups"] + rule["resources"] + rule["verbs"]
         assert "*" not in fields, rule
-        assert not {"secrets", "configmaps", "nodes", "serviceaccounts"} & set(rule["resources"])
+        assert not {"configmaps", "nodes", "serviceaccounts"} & set(rule["resources"])
+        if "secrets" in rule["resources"]:  # the generated API-keys Secret: made, never read
+            assert (rule["resources"], rule["verbs"]) == (["secrets"], ["create"])
         assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"])
         assert "nonResourceURLs" not in rule
 
@@ -159,6 +179,7 @@ OPERATOR_RULES = {
     ("apps", "deployments"): ["list", "watch", "create", "patch"],
     ("", "services"): ["list", "watch", "create", "patch"],
     ("networking.k8s.io", "networkpolicies"): ["list", "watch", "create", "patch"],
+    ("", "secrets"): ["create"],
     ("", "pods"): ["list", "watch"],
     ("", "events"): ["create"],
 }
@@ -176,7 +197,8 @@ def flatten(role: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
 
 
 def test_the_cluster_role_is_the_operators_rules_and_kopfs_crd_watch() -> None:
-    assert flatten(find(render(), "ClusterRole")) == OPERATOR_RULES | DISCOVERY_RULES
+    role = find(render(), "ClusterRole", "llmserve-llmserve-system")
+    assert flatten(role) == OPERATOR_RULES | DISCOVERY_RULES
 
 
 def test_each_namespaced_role_is_the_same_operator_rules() -> None:
@@ -211,3 +233,75 @@ def test_the_test_hook_may_touch_llmservices_in_one_namespace_only() -> None:
         ("llmserve.io", "llmservices"): ["get", "list", "watch", "create", "patch", "delete"]
     }
     assert [o for o in kinds(objects, "ClusterRole") if is_hook(o)] == []
+
+
+def test_users_who_may_create_pods_may_write_llmservices_and_view_may_only_read() -> None:
+    roles = {r["metadata"]["name"]: r for r in user_roles(render())}
+    assert sorted(roles) == ["llmserve-llmserve-system-edit", "llmserve-llmserve-system-view"]
+    edit, view = roles["llmserve-llmserve-system-edit"], roles["llmserve-llmserve-system-view"]
+    assert {k for k, v in edit["metadata"]["labels"].items() if k.startswith(AGGREGATE)} == {
+        f"{AGGREGATE}edit",
+        f"{AGGREGATE}admin",
+    }
+    assert {k for k in view["metadata"]["labels"] if k.startswith(AGGREGATE)} == {
+        f"{AGGREGATE}view"
+    }
+    written = flatten(edit)
+    assert {"create", "update", "patch", "delete"} <= set(written["llmserve.io", "llmservices"])
+    assert set(written["llmserve.io", "llmservices/scale"]) == {"get", "update", "patch"}
+    for verbs in flatten(view).values():
+        assert verbs == ["get", "list", "watch"]
+    assert user_roles(render({"rbac": {"userRoles": False}})) == []
+
+
+def policy(values: dict[str, Any] | None, suffix: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    objects = render(values)
+    name = f"llmserve-llmserve-system-{suffix}"
+    binding = find(objects, "ValidatingAdmissionPolicyBinding", name)
+    assert binding["spec"]["policyName"] == name
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    found = find(objects, "ValidatingAdmissionPolicy", name)
+    assert found["spec"]["failurePolicy"] == "Fail"
+    return found, binding
+
+
+def test_the_llmservice_policy_is_on_and_holds_the_values() -> None:
+    found, binding = policy(None, "llmservices")
+    assert "matchResources" not in binding["spec"]  # scope cluster: every namespace
+    [rule] = found["spec"]["matchConstraints"]["resourceRules"]
+    assert (rule["resources"], rule["operations"]) == (["llmservices"], ["CREATE", "UPDATE"])
+    text = str(found["spec"])
+    assert '["vllm/","docker.io/vllm/",' in text
+    assert '["nvidia.com/gpu"]' in text
+    assert "llmserve.io/trust-remote-code" in text
+    assert "valueFrom" in text
+    values = {"admissionPolicy": {"allowEnvValueFrom": True, "imagePrefixes": ["registry.corp/"]}}
+    loose, _ = policy(values, "llmservices")
+    assert "has(e.valueFrom)" not in str(loose["spec"])
+    assert '["registry.corp/"]' in str(loose["spec"])
+    assert kinds(render({"admissionPolicy": {"enabled": False}}), "ValidatingAdmissionPolicy") == [
+        policy(None, "operator")[0]
+    ]
+
+
+def test_in_namespaced_mode_the_llmservice_policy_binds_the_managed_namespaces() -> None:
+    _, binding = policy(NAMESPACED, "llmservices")
+    assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"] == [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]}
+    ]
+
+
+def test_the_operator_policy_holds_the_operators_account_to_llmservice_children() -> None:
+    found, _ = policy(None, "operator")
+    [condition] = found["spec"]["matchConditions"]
+    account = "system:serviceaccount:llmserve-system:llmserve"
+    assert condition["expression"] == f'request.userInfo.username == "{account}"'
+    resources = {
+        r for rule in found["spec"]["matchConstraints"]["resourceRules"] for r in rule["resources"]
+    }
+    created = {r for (_, r), verbs in OPERATOR_RULES.items() if {"create", "patch"} & set(verbs)}
+    # Every kind it creates or changes, but its Events and its LLMServices' status and scale.
+    assert resources == created - {"events", "llmservices/status", "llmservices/scale"}
+    assert kinds(render({"rbac": {"operatorPolicy": False}}), "ValidatingAdmissionPolicy") == [
+        policy(None, "llmservices")[0]
+    ]

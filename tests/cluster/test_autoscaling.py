@@ -1,18 +1,20 @@
 """The autoscaler's closed loop on the real control plane, with real load on loopback pods.
 
-Each kwok pod's loopback IP is served by a local sim + proxy (tests/cluster/podserve.py); clients
-load those proxies; the operator reads the load through its production source (a direct scrape of
-the pods' proxies, or a real Prometheus scraping them) and writes replicas through the scale
-subresource.
+Each kwok pod's loopback IP is served by a local sim + proxy (tools/podserve.py); clients load
+those proxies; the operator reads the load through its production source (a direct scrape of the
+pods' proxies on their metrics port, or a real Prometheus scraping them) and writes replicas
+through the scale subresource.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ from tests.processes import ScrapeJob, metric, prometheus
 from tests.support import document
 from tools.podserve import PROXY_PORT, Load, Pair, PodServers, running_pods
 from tools.procfs import free_port
+
+from llmserve.render.workload import METRICS_PORT
 
 pytestmark = pytest.mark.cluster
 
@@ -132,7 +136,9 @@ def test_prometheus_closed_loop(kube: Kube, namespace: str, tmp_path: Path) -> N
     with prometheus(*jobs) as server:
 
         def register(pairs: list[Pair]) -> None:
-            found = {f"{p.ip}:{PROXY_PORT}": {"namespace": namespace, "pod": p.pod} for p in pairs}
+            found = {
+                f"{p.ip}:{METRICS_PORT}": {"namespace": namespace, "pod": p.pod} for p in pairs
+            }
             for job in jobs:
                 server.targets(job.name, found)
 
@@ -169,3 +175,61 @@ def test_with_autoscaling_off_the_decision_is_only_exported(
             got = status(kube, namespace)
             assert "autoscaler" not in got
             assert "Scaling" not in [c["type"] for c in got["conditions"]]
+
+
+IMPOSTOR = "impostor"
+
+
+def impostor(kube: Kube, namespace: str, selector: str) -> None:
+    """A pod like the LLMService's, labels and all, that no ReplicaSet of its Deployment controls:
+    what anyone allowed to create pods in the namespace can make (review M5). Without the
+    pod-template-hash label, so that no ReplicaSet adopts it."""
+    real = kube.json("pods", "-n", namespace, "-l", selector)["items"][0]
+    labels = {k: v for k, v in real["metadata"]["labels"].items() if k != "pod-template-hash"}
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": IMPOSTOR, "labels": labels}, "spec": real["spec"]}  # fmt: skip
+    kube.run("create", "-n", namespace, "-f", "-", stdin=json.dumps(pod))
+
+
+def test_a_pod_with_the_labels_but_not_of_the_deployment_is_not_counted(
+    kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    selector = "app.kubernetes.io/instance=llama-8b"
+
+    def only(keep: Callable[[str], bool]) -> Callable[[], dict[str, str]]:
+        return lambda: {n: ip for n, ip in pods_of(kube, namespace, selector).items() if keep(n)}
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "rogue").mkdir()
+    real = PodServers(only(lambda n: n != IMPOSTOR), tmp_path / "real", SIM_FLAGS)
+    rogue = PodServers(only(lambda n: n == IMPOSTOR), tmp_path / "rogue", SIM_FLAGS)
+    log = tmp_path / "operator.log"
+    with operator_with(kube, namespace, log, {"source": "scrape"}), real, rogue:
+        apply(kube, namespace, document(SPEC))
+        eventually(lambda: len(real.urls()) == 1, timeout=90, what="the LLMService's pod served")
+        impostor(kube, namespace, selector)
+        eventually(lambda: len(rogue.urls()) == 1, timeout=90, what="the impostor served")
+        metrics = rogue.urls()[0].replace(f":{PROXY_PORT}", f":{METRICS_PORT}")
+        with Load(rogue, clients=8):
+            eventually(lambda: metric(metrics, "llmserve_requests_in_flight") >= 2,
+                       what="load on the impostor")  # fmt: skip
+            loaded_at = datetime.now(UTC).replace(microsecond=0)
+            decided: dict[str, dict[str, Any]] = {}
+
+            def three_decisions() -> bool:
+                block = status(kube, namespace).get("autoscaler") or {}
+                if datetime.fromisoformat(block.get("decidedAt") or "2000-01-01T00:00:00Z") > (
+                    loaded_at
+                ):
+                    decided[block["decidedAt"]] = block
+                return len(decided) >= 3
+
+            eventually(three_decisions, timeout=60, what="three decisions with the impostor loaded")
+        for block in decided.values():
+            assert block["load"] == 0, block["message"]
+            assert "over 1 reporting pod" in block["message"]
+        assert replicas(kube, namespace) == 1
+        assert (
+            f"pod {namespace}/{IMPOSTOR} has the labels of LLMService llama-8b but no ReplicaSet "
+            "of Deployment llama-8b controls it" in log.read_text()
+        )

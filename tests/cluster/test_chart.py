@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.chart.conftest import container_env
 from tests.cluster.chart import CHART, OPERATOR_ACCOUNT, helm, namespaced, operator_as
 from tests.cluster.conftest import Kube, eventually
 from tests.support import document
@@ -118,12 +119,17 @@ def test_the_operators_account_can_do_what_it_needs_and_nothing_else(kube: Kube)
             ("patch", "deployments.apps", "-n", other),
             ("delete", "jobs.batch", "-n", other),
             ("create", "events", "-n", other),
+            ("create", "secrets", "-n", other),  # an LLMService's generated API key
             ("get", "leases.coordination.k8s.io/llmserve-operator", "-n", release),
         ]
         refused = [  # what it never does
             ("get", "secrets", "-A"),
+            ("get", "secrets", "-n", other),
             ("list", "secrets", "-n", release),
             ("watch", "secrets", "-n", other),
+            ("update", "secrets", "-n", other),
+            ("patch", "secrets", "-n", other),
+            ("delete", "secrets", "-n", other),
             ("delete", "nodes"),
             ("list", "namespaces"),  # kopf needs them only in namespaced mode
             ("get", "configmaps", "-n", release),
@@ -196,7 +202,8 @@ def test_the_operator_needs_no_more_than_the_charts_rbac(
     until(log, lambda: status().get("phase") == "Ready", "phase Ready")
     uid = kube.json("llms", "llama-8b", "-n", ns)["metadata"]["uid"]
     for kind in ("pvc/llama-8b-model-cache", "job/llama-8b-model-download",
-                 "deployment/llama-8b", "service/llama-8b", "networkpolicy/llama-8b"):  # fmt: skip
+                 "deployment/llama-8b", "service/llama-8b", "networkpolicy/llama-8b",
+                 "secret/llama-8b-api-keys"):  # fmt: skip
         owners = kube.json(kind, "-n", ns)["metadata"]["ownerReferences"]
         assert [(o["kind"], o["uid"]) for o in owners] == [("LLMService", uid)]
     events = kube.json("events", "-n", ns, "--field-selector", "involvedObject.kind=LLMService")
@@ -234,7 +241,7 @@ def test_the_helm_test_hooks_script_passes_with_the_hooks_own_rbac(
         kube.handle, chart_operator.release, account, tmp_path / "hook.kubeconfig"
     )
     [container] = pod["spec"]["containers"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = container_env(container)
     # The pod's environment, but for where kubectl finds its credentials, and a wait that ends
     # (with kubectl's diagnosis) before the subprocess timeout.
     env |= {"HOME": str(tmp_path), "KUBECONFIG": str(kubeconfig), "TIMEOUT": "90s"}
@@ -257,3 +264,136 @@ def test_the_helm_test_hooks_script_passes_with_the_hooks_own_rbac(
         what="the hook's LLMService to be deleted",
     )
     assert refusals(chart_operator.log) == []
+
+
+def test_users_with_edit_may_write_llmservices_and_view_may_only_read_them(kube: Kube) -> None:
+    with namespaces(kube, 2) as (release, team):
+        helm(kube, "install", "llmserve", CHART, "-n", release)
+        try:
+            kube.run("create", "rolebinding", "alice-edit", "--clusterrole=edit", "--user=alice",
+                     "-n", team)  # fmt: skip
+            kube.run("create", "rolebinding", "bob-view", "--clusterrole=view", "--user=bob",
+                     "-n", team)  # fmt: skip
+            alice = [("create", "llmservices.llmserve.io"), ("patch", "llmservices.llmserve.io"),
+                     ("delete", "llmservices.llmserve.io"),
+                     ("update", "llmservices.llmserve.io", "--subresource=scale")]  # fmt: skip
+            bob = [("get", "llmservices.llmserve.io"), ("watch", "llmservices.llmserve.io")]
+            # The controller-manager aggregates the chart's roles into edit and view.
+            eventually(
+                lambda: (
+                    all(can_i(kube, "alice", *a, "-n", team) for a in alice + bob)
+                    and all(can_i(kube, "bob", *b, "-n", team) for b in bob)
+                ),
+                what="edit and view to include the chart's rules",
+            )
+            for verb in ("create", "patch", "delete"):
+                assert not can_i(kube, "bob", verb, "llmservices.llmserve.io", "-n", team)
+            assert not can_i(kube, "alice", "create", "llmservices.llmserve.io", "-n", release)
+        finally:
+            helm(kube, "uninstall", "llmserve", "-n", release)
+
+
+def dry_run(kube: Kube, namespace: str, spec: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """`kubectl apply --dry-run=server` of an LLMService: admission runs, nothing is stored."""
+    return kube.run("apply", "--dry-run=server", "-n", namespace, "-f", "-",
+                    stdin=yaml.safe_dump(document(spec)), check=False)  # fmt: skip
+
+
+def refused_with(kube: Kube, namespace: str, spec: dict[str, Any], words: str) -> bool:
+    """Whether the API server refuses the LLMService with these words."""
+    done = dry_run(kube, namespace, spec)
+    return done.returncode != 0 and words in done.stderr
+
+
+def test_the_admission_policy_limits_what_an_llmservice_may_ask_for(kube: Kube) -> None:
+    with namespaces(kube, 3) as (release, watched, other):
+        helm(kube, "install", "llmserve", CHART, "-n", release, *namespaced(watched))
+        try:
+            image = {"image": "registry.invalid/evil:1"}
+            words = "spec.image registry.invalid/evil:1 is not from an allowed registry"
+            eventually(  # a new policy takes a moment to be in force
+                lambda: refused_with(kube, watched, image, words),
+                what="the policy to refuse a foreign image",
+            )
+            secret = {"secretKeyRef": {"name": "db", "key": "password"}}
+            refusals = [
+                ({"env": [{"name": "DB", "valueFrom": secret}]}, "spec.env DB: valueFrom is not"),
+                ({"tolerations": [{"operator": "Exists"}]}, "spec.tolerations may only name"),
+                ({"tolerations": [{"key": "node-role.kubernetes.io/control-plane",
+                                   "operator": "Exists"}]}, "spec.tolerations may only name"),
+                ({"engineArgs": ["--trust-remote-code"]}, "label the namespace"),
+                ({"engineArgs": ["--trust_remote_code=true"]}, "label the namespace"),
+                ({"engineArgs": ["--trust-rem"]}, "label the namespace"),
+                ({"env": [{"name": "TRUST_REMOTE_CODE", "value": "true"}]}, "label the namespace"),
+            ]  # fmt: skip
+            assert [s for s, words in refusals if not refused_with(kube, watched, s, words)] == []
+            allowed = [
+                {},
+                {"image": "vllm/vllm-openai:v0.33.0"},
+                {"image": "docker.io/vllm/vllm-openai@sha256:" + "0" * 64},
+                {"env": [{"name": "VLLM_LOGGING_LEVEL", "value": "DEBUG"}]},
+                {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}]},
+                {"engineArgs": ["--max-num-seqs", "8"]},
+            ]
+            assert [
+                (s, d.stderr) for s in allowed if (d := dry_run(kube, watched, s)).returncode
+            ] == []
+            # Only the namespaces this release manages; there a namespace may opt in.
+            assert dry_run(kube, other, image).returncode == 0
+            kube.run("label", "namespace", watched, "llmserve.io/trust-remote-code=true")
+            trusting = {"engineArgs": ["--trust-remote-code"]}
+            eventually(
+                lambda: dry_run(kube, watched, trusting).returncode == 0,
+                what="the opted-in namespace to allow --trust-remote-code",
+            )
+        finally:
+            helm(kube, "uninstall", "llmserve", "-n", release)
+
+
+def child(name: str, *, ours: bool) -> dict[str, Any]:
+    """A Service, labelled and controlled like an LLMService's child or not."""
+    metadata: dict[str, Any] = {"name": name}
+    if ours:
+        metadata["labels"] = {"app.kubernetes.io/managed-by": "llmserve"}
+        metadata["ownerReferences"] = [{"apiVersion": "llmserve.io/v1alpha1", "kind": "LLMService",
+                                        "name": name, "uid": str(uuid.uuid4()),
+                                        "controller": True}]  # fmt: skip
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata,
+            "spec": {"ports": [{"port": 80}], "selector": {"app": name}}}  # fmt: skip
+
+
+def test_the_operators_account_may_change_only_llmservice_children(kube: Kube) -> None:
+    with namespaces(kube, 2) as (release, other):
+        helm(kube, "install", "llmserve", CHART, "-n", release)  # scope cluster: RBAC everywhere
+        account = f"system:serviceaccount:{release}:{OPERATOR_ACCOUNT}"
+        try:
+            kube.run("apply", "-n", other, "-f", "-", stdin=json.dumps(child("web", ours=False)))
+
+            def as_operator(
+                *args: str, stdin: str | None = None
+            ) -> subprocess.CompletedProcess[str]:
+                return kube.run(*args, "--dry-run=server", f"--as={account}", stdin=stdin,
+                                check=False)  # fmt: skip
+
+            def create(namespace: str, *, ours: bool) -> subprocess.CompletedProcess[str]:
+                manifest = json.dumps(child("svc", ours=ours))
+                return as_operator("create", "-n", namespace, "-f", "-", stdin=manifest)
+
+            eventually(
+                lambda: "children of LLMServices" in create(other, ours=False).stderr,
+                what="the policy to hold the operator's account",
+            )
+            assert create(other, ours=True).returncode == 0, create(other, ours=True).stderr
+            refused = create("kube-system", ours=True)
+            assert "may not change anything in kube-system" in refused.stderr
+            # Not someone else's object either, not even by labelling it as ours (a server-side
+            # apply, as the operator writes: a PATCH with no read first).
+            taken = as_operator("apply", "--server-side", "--force-conflicts", "-n", other,
+                                "-f", "-", stdin=json.dumps(child("web", ours=True)))  # fmt: skip
+            assert f"Service {other}/web is not one" in taken.stderr
+            # Jobs are what it may delete (the download Job): only its own.
+            kube.run("create", "job", "nightly", "-n", other, "--image=busybox")
+            deleted = as_operator("delete", "job", "nightly", "-n", other)
+            assert f"Job {other}/nightly is not one" in deleted.stderr
+        finally:
+            helm(kube, "uninstall", "llmserve", "-n", release)

@@ -26,6 +26,18 @@ GGUF_MODEL = {"name": "org/model-3B-GGUF", "file": "*-Q4_K_M.gguf"}
 # schema; the rest fail the CRD's CEL rules, whose text `llmserve render` prints as well.
 INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("engine enum", document({"engine": "vlm"}), 'Unsupported value: "vlm"'),
+    (
+        "open with keys",
+        document({"proxy": {"auth": "none", "apiKeySecretRef": {"name": "k"}}}),
+        "is not used with auth: none",
+    ),
+    (
+        "peer of both kinds",
+        document(
+            {"proxy": {"allowedFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}]}}
+        ),
+        "either ipBlock or namespaceSelector/podSelector",
+    ),
     ("quantization enum", document({"quantization": "int4"}), 'Unsupported value: "int4"'),
     ("negative gpus", document({"gpus": -1}), "greater than or equal to 0"),
     ("negative replicas", document({"replicas": -1}), "greater than or equal to 0"),
@@ -75,6 +87,93 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("name vllm", document(name="vllm"), "must not be 'vllm'"),
     ("name starts with a digit", document(name="8b-llama"), "must start with a letter"),
     ("name too long", document(name="a" * 49), "must be at most 48 characters"),
+    # Formats and bounds (review M11): the OpenAPI pattern/maximum/maxLength/maxItems of the CRD,
+    # and CEL for what OpenAPI cannot say (map keys, '..' steps, tensor-parallel sizes).
+    ("repo id as a flag", document({"model": {"name": "--trust-remote-code"}}), "spec.model.name"),
+    (
+        "repo id with spaces",
+        document({"model": {"name": "Qwen/Qwen 2.5 7B; rm -rf /"}}),
+        "should match",
+    ),
+    ("repo id as a URL", document({"model": {"name": "https://evil.example/x"}}), "should match"),
+    (
+        "repo id too long",
+        document({"model": {"name": "a/" + "b" * 200}}),
+        "Too long: may not be more than 193",
+    ),
+    (
+        "revision as a flag",
+        document({"model": {"name": "a/b", "revision": "--include=*"}}),
+        "spec.model.revision",
+    ),
+    (
+        "revision climbing",
+        document({"model": {"name": "a/b", "revision": "../../etc/cron.d/x"}}),
+        "should match",
+    ),
+    (
+        "file as a flag",
+        document({"engine": "llamacpp", "model": {**GGUF_MODEL, "file": "--link=/x"}}),
+        "spec.model.file",
+    ),
+    (
+        "file climbing",
+        document({"engine": "llamacpp", "model": {**GGUF_MODEL, "file": "a/../../x.gguf"}}),
+        "must not climb out of the repo",
+    ),
+    (
+        "servedName as a flag",
+        document({"model": {"name": "a/b", "servedName": "--api-key"}}),
+        "spec.model.servedName",
+    ),
+    (
+        "servedName with a newline",
+        document({"model": {"name": "a/b", "servedName": "a\nb"}}),
+        "should match",
+    ),
+    ("env name", document({"env": [{"name": "1BAD=NAME", "value": "x"}]}), "spec.env[0].name"),
+    ("cache size", document({"cache": {"size": "lots"}}), "spec.cache.size"),
+    ("negative cache size", document({"cache": {"size": -1}}), "greater than or equal to 0"),
+    (
+        "memory limit",
+        document({"resources": {"limits": {"memory": "64 gigs"}}}),
+        "spec.resources.limits.memory",
+    ),
+    (
+        "resource name",
+        document({"resources": {"requests": {"bad key!": "1"}}}),
+        "every key must be a resource name",
+    ),
+    (
+        "storage class",
+        document({"cache": {"storageClassName": "Bad Class!"}}),
+        "spec.cache.storageClassName",
+    ),
+    (
+        "node selector key",
+        document({"nodeSelector": {"bad key!": "x"}}),
+        "every key must be a label key",
+    ),
+    (
+        "node selector value",
+        document({"nodeSelector": {"pool": "bad value!"}}),
+        "spec.nodeSelector.pool",
+    ),
+    (
+        "toleration key",
+        document({"tolerations": [{"key": "bad key!", "operator": "Exists"}]}),
+        "spec.tolerations[0].key",
+    ),
+    ("image", document({"image": "not an image!"}), "spec.image"),
+    ("a million gpus", document({"gpus": 1000000}), "less than or equal to 16"),
+    ("gpus 3 on vllm", document({"gpus": 3}), "must be 1, 2, 4, 8 or 16 for engines vllm"),
+    ("replicas 2^40", document({"replicas": 2**40}), "less than or equal to 2147483647"),
+    ("maxModelLen 2^62", document({"maxModelLen": 2**62}), "spec.maxModelLen"),
+    (
+        "too many engineArgs",
+        document({"engineArgs": ["--enforce-eager"] * 129}),
+        "must have at most 128 items",
+    ),
 ]
 
 
@@ -97,8 +196,19 @@ def test_the_api_server_refuses_invalid_llmservices_with_the_crds_message(
         parse_llmservice(copy.deepcopy(doc))
 
 
-def test_cel_messages_are_the_same_online_and_offline(kube: Kube, namespace: str) -> None:
-    doc = document({"engine": "llamacpp", "quantization": "awq", "model": GGUF_MODEL})
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"engine": "llamacpp", "quantization": "awq", "model": GGUF_MODEL},
+        {"engine": "sglang", "gpus": 6},
+        {"engine": "ollama", "model": {**GGUF_MODEL, "file": "../x.gguf"}},
+    ],
+    ids=["quantization", "tensor-parallel size", "file climbing"],
+)
+def test_cel_messages_are_the_same_online_and_offline(
+    kube: Kube, namespace: str, spec: dict[str, Any]
+) -> None:
+    doc = document(spec)
     with pytest.raises(InvalidSpec) as offline:
         parse_llmservice(copy.deepcopy(doc))
     online = apply(kube, namespace, doc).stderr

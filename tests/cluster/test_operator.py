@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -94,10 +96,71 @@ def test_an_llmservice_becomes_ready_with_owned_children_and_a_true_status(
         "Valid": "True",
         "ModelCached": "True",
         "Available": "True",
+        "Secure": "True",
     }
     reasons = [e["reason"] for e in events(kube, namespace)]
     assert "Downloading" in reasons
     assert "Ready" in reasons
+
+
+def api_keys(kube: Kube, namespace: str, name: str = "llama-8b-api-keys") -> str:
+    """The keys file in a Secret, as the proxy reads it (read as admin: the operator cannot)."""
+    secret = kube.json("secret", name, "-n", namespace)
+    return base64.b64decode(secret["data"]["api-keys"]).decode()
+
+
+@pytest.mark.usefixtures("operator")
+def test_without_keys_of_its_own_an_llmservice_gets_a_random_key_the_proxy_mounts(
+    kube: Kube, namespace: str
+) -> None:
+    apply(kube, namespace, document(SPEC))
+    eventually(lambda: ready(kube, namespace), what="phase Ready")
+    uid = kube.json("llms", "llama-8b", "-n", namespace)["metadata"]["uid"]
+    secret = kube.json("secret", "llama-8b-api-keys", "-n", namespace)
+    owners = secret["metadata"]["ownerReferences"]
+    assert [(o["kind"], o["uid"], o["controller"]) for o in owners] == [("LLMService", uid, True)]
+    assert secret["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "llmserve"
+    assert re.fullmatch(r"default:sk-[A-Za-z0-9_-]{43}\n", api_keys(kube, namespace))
+    pod = kube.json("deployment", "llama-8b", "-n", namespace)["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == "llama-8b-api-keys"
+    assert volume["secret"]["defaultMode"] == 0o440
+    proxy = pod["containers"][1]["args"]
+    assert proxy[proxy.index("--api-keys-file") + 1] == "/etc/llmserve/api-keys/keys"
+    secure = condition(kube, namespace, "Secure")
+    assert (secure["status"], secure["reason"]) == ("True", "GeneratedApiKey")
+    described = kube.run("describe", "llms", "llama-8b", "-n", namespace).stdout
+    assert "kubectl get secret llama-8b-api-keys" in " ".join(described.split())
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_secret_of_that_name_that_exists_is_never_overwritten(kube: Kube, namespace: str) -> None:
+    kube.run("create", "secret", "generic", "llama-8b-api-keys", "-n", namespace,
+             "--from-literal=api-keys=alice:sk-alice")  # fmt: skip
+    apply(kube, namespace, document(SPEC))
+    eventually(lambda: ready(kube, namespace), what="phase Ready")
+    assert api_keys(kube, namespace) == "alice:sk-alice"
+
+
+@pytest.mark.usefixtures("operator")
+def test_an_open_llmservice_says_so_in_a_condition_and_one_warning(
+    kube: Kube, namespace: str
+) -> None:
+    apply(kube, namespace, document({**SPEC, "proxy": {"auth": "none"}}))
+    eventually(lambda: ready(kube, namespace), what="phase Ready")
+    proxy = kube.json("deployment", "llama-8b", "-n", namespace)["spec"]["template"]["spec"][
+        "containers"
+    ][1]
+    assert proxy["args"][proxy["args"].index("--auth") + 1] == "none"
+    assert kube.run("get", "secret", "llama-8b-api-keys", "-n", namespace, check=False).returncode
+    secure = condition(kube, namespace, "Secure")
+    assert (secure["status"], secure["reason"]) == ("False", "AuthDisabled")
+    warnings = [e for e in events(kube, namespace) if e["reason"] == "AuthDisabled"]
+    assert [e["type"] for e in warnings] == ["Warning"]
+    assert "spec.proxy.auth is none" in warnings[0]["message"]
+    described = " ".join(kube.run("describe", "llms", "llama-8b", "-n", namespace).stdout.split())
+    assert "AuthDisabled" in described
+    assert "spec.proxy.auth is none" in described
 
 
 @pytest.mark.usefixtures("operator")
@@ -127,10 +190,11 @@ def test_drift_is_repaired_and_foreign_labels_are_left_alone(kube: Kube, namespa
 
 
 @pytest.mark.usefixtures("operator")
-def test_the_network_policy_opens_the_proxy_port_and_comes_back_after_a_delete_or_an_edit(
+def test_the_network_policy_admits_the_namespace_and_the_scrapers_and_comes_back(
     kube: Kube, namespace: str
 ) -> None:
-    apply(kube, namespace, document(SPEC))
+    peer = {"namespaceSelector": {"matchLabels": {"team": "web"}}}
+    apply(kube, namespace, document({**SPEC, "proxy": {"allowedFrom": [peer]}}))
     eventually(lambda: ready(kube, namespace), what="phase Ready")
     uid = kube.json("llms", "llama-8b", "-n", namespace)["metadata"]["uid"]
     policy = kube.json("networkpolicy", "llama-8b", "-n", namespace)
@@ -138,8 +202,25 @@ def test_the_network_policy_opens_the_proxy_port_and_comes_back_after_a_delete_o
     assert [(o["kind"], o["uid"], o["controller"]) for o in owners] == [("LLMService", uid, True)]
     selector = kube.json("deployment", "llama-8b", "-n", namespace)["spec"]["selector"]
     assert policy["spec"]["podSelector"] == selector
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
-    opened = [{"ports": [{"protocol": "TCP", "port": 8080}]}]
+    # The model is cached, so the engine runs offline: DNS is its only way out.
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["spec"]["egress"] == [
+        {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+    ]
+    # The chart's release here: its operator pods and the monitoring namespace read metrics.
+    operator_pods = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/component": "operator",
+                                        "app.kubernetes.io/instance": "llmserve",
+                                        "app.kubernetes.io/name": "llmserve"}},
+    }  # fmt: skip
+    monitoring = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    }
+    opened = [
+        {"from": [{"podSelector": {}}, peer], "ports": [{"protocol": "TCP", "port": 8080}]},
+        {"from": [operator_pods, monitoring], "ports": [{"protocol": "TCP", "port": 9090}]},
+    ]
     assert policy["spec"]["ingress"] == opened
 
     kube.run("delete", "networkpolicy", "llama-8b", "-n", namespace)
@@ -298,3 +379,36 @@ def test_replicas_no_node_can_take_are_named_in_the_status_and_an_event(
     assert len(warnings) == 1
     assert warnings[0]["type"] == "Warning"
     assert warnings[0]["source"]["component"] == "llmserve"
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_child_the_api_server_refuses_fails_the_llmservice_with_the_servers_words(
+    kube: Kube, namespace: str
+) -> None:
+    # The CRD cannot tell that `except` lies outside `cidr`; the API server refuses the policy.
+    peer = {"ipBlock": {"cidr": "10.20.0.0/16", "except": ["192.168.0.0/24"]}}
+    apply(kube, namespace, document({**SPEC, "proxy": {"allowedFrom": [peer]}}))
+    eventually(lambda: status(kube, namespace).get("phase") == "Failed", what="phase Failed")
+    valid = condition(kube, namespace, "Valid")
+    assert (valid["status"], valid["reason"]) == ("False", "ChildRejected")
+    assert valid["message"].startswith(f"the API server refused NetworkPolicy {namespace}/llama-8b")
+    assert "except" in valid["message"]
+    assert kube.json("deployment", "-n", namespace, "-l", MANAGED)["items"] == []
+
+    def rejections() -> list[dict[str, Any]]:
+        return [e for e in events(kube, namespace) if e["reason"] == "ChildRejected"]
+
+    eventually(rejections, what="a ChildRejected event")
+    # The download Job finishing runs the pass again (and refuses again), without a new event.
+    eventually(
+        lambda: kube.json("job", "llama-8b-model-download", "-n", namespace)["status"].get(
+            "succeeded"
+        ),
+        what="the download to finish",
+    )
+    assert [e["type"] for e in rejections()] == ["Warning"]
+    # Fixing the spec is enough: the operator applies again.
+    peer["ipBlock"]["except"] = ["10.20.1.0/24"]
+    apply(kube, namespace, document({**SPEC, "proxy": {"allowedFrom": [peer]}}))
+    eventually(lambda: ready(kube, namespace), what="phase Ready once fixed")
+    assert condition(kube, namespace, "Valid")["status"] == "True"

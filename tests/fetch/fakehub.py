@@ -142,19 +142,23 @@ class Handler(BaseHTTPRequestHandler):
         return repo, True
 
     def do_GET(self) -> None:
-        path = unquote(urlsplit(self.path).path)
+        # Matched before unquoting, as the Hub does: a revision is one quoted path segment, so a
+        # branch may hold '/' (`refs/pr/1`), and a test can offer one holding '..' (see L8).
+        raw = urlsplit(self.path).path
+        path = unquote(raw)
         with self.hub.lock:
             self.hub.log.append(
                 Logged(self.command, path, {k.lower(): v for k, v in self.headers.items()})
             )
-        if match := API.fullmatch(path):
+        if match := API.fullmatch(raw):
             with self.hub.lock:
                 overloaded = self.hub.unavailable > 0
                 self.hub.unavailable -= overloaded
             if overloaded:
                 self._error(503, None, "Service Unavailable")
                 return
-            repo, ok = self._repo(match["repo"], match["rev"])
+            rev = unquote(match["rev"]) if match["rev"] else None
+            repo, ok = self._repo(unquote(match["repo"]), rev)
             if not ok or repo is None:
                 return
             if match["kind"] == "tree":
@@ -165,8 +169,8 @@ class Handler(BaseHTTPRequestHandler):
                 info |= {"gated": "auto" if repo.gated else False, "siblings": siblings}
                 body = json.dumps(info).encode()
             self._send(200, {"Content-Type": "application/json"}, body)
-        elif match := RESOLVE.fullmatch(path):
-            self._resolve(match["repo"], match["rev"], match["path"])
+        elif match := RESOLVE.fullmatch(raw):
+            self._resolve(unquote(match["repo"]), unquote(match["rev"]), unquote(match["path"]))
         else:
             self._error(404, None, "Not found")
 

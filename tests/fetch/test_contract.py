@@ -32,6 +32,19 @@ def test_the_rendered_arguments_parse(path):
     assert (parsed.repo, parsed.revision, parsed.hf_home) == (model.name, model.revision, HF_HOME)
     assert parsed.include == ([model.file] if model.file else None)
     assert parsed.link == (GGUF_PATH if model.file else None)
+    assert parsed.quantization == (
+        None if service.spec.quant in ("none", "gguf") else service.spec.quant
+    )
+    assert parsed.termination_log == "/dev/termination-log"  # Kubernetes' default path
+
+
+def test_a_quantized_spec_asks_for_the_check():
+    service = parse_llmservice(yaml.safe_load((ROOT / "examples" / "vllm.yaml").read_text()))
+    awq = service.model_copy(
+        update={"spec": service.spec.model_copy(update={"quantization": "awq"})}
+    )
+    args = cache.download_job(awq, OperatorConfig())["spec"]["template"]["spec"]["containers"][0]
+    assert cli._parser().parse_args(args["args"]).quantization == "awq"
 
 
 def test_the_llamacpp_example_job_leaves_the_file_where_the_engine_opens_it(hub, tmp_path):

@@ -141,6 +141,8 @@ def test_help_names_the_contract():
         "--hf-home",
         "--include",
         "--link",
+        "--quantization",
+        "--termination-log",
         "HF_TOKEN",
         "HF_ENDPOINT",
     ):

@@ -140,6 +140,32 @@ def test_the_earlier_of_two_timers_wins_and_forget_cancels_it() -> None:
     scenario(body)
 
 
+def test_a_pass_cancelled_with_the_queue_runs_again_when_the_queue_runs_again() -> None:
+    """Stepping down cancels the queue mid-pass; leading again must finish that pass's work."""
+    recorder = Recorder()
+
+    async def main() -> None:
+        queue = WorkQueue(recorder, workers=2)
+        recorder.gate.clear()
+        first = asyncio.create_task(queue.run())
+        queue.add("a")
+        queue.add("b")
+        await settle()
+        assert recorder.running == {"a", "b"}
+        queue.add("b")  # during its pass: once more after it, and only once
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        assert (recorder.running, recorder.ran, len(queue)) == (set(), [], 2)
+        recorder.gate.set()
+        second = asyncio.create_task(queue.run())
+        await settle()
+        second.cancel()
+        await asyncio.gather(second, return_exceptions=True)
+
+    asyncio.run(main())
+    assert sorted(recorder.ran) == ["a", "b"]
+
+
 BODY = {"metadata": {"name": "x", "generation": 1, "labels": {}}, "spec": {"gpus": 1}}
 
 

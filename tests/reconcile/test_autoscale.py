@@ -138,4 +138,4 @@ def test_replicas_the_autoscaler_added_are_scaling_not_degraded() -> None:
 def test_without_autoscaling_the_fields_are_cleared() -> None:
     got = status_with(None, ready=3)
     assert (got["desiredReplicas"], got["autoscaler"]) == (None, None)
-    assert [c["type"] for c in got["conditions"]] == ["Valid", "ModelCached", "Available"]
+    assert [c["type"] for c in got["conditions"]] == ["Valid", "ModelCached", "Available", "Secure"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from tests.support import document
 
 from llmserve import reconcile
 from llmserve.api.config import OperatorConfig
+from llmserve.kube.errors import RejectedChildError
 from llmserve.reconcile.seen import Seen
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -34,6 +36,8 @@ class FakeObjects:
         self.seen = Seen()
         self.watching = True
         self.uids = itertools.count(1)
+        self.refuse: dict[str, str] = {}
+        """kind -> the API server's message when it refuses an object of that kind."""
 
     def _event(self, obj: dict[str, Any]) -> None:
         if self.watching:
@@ -54,6 +58,11 @@ class FakeObjects:
     async def apply(self, _: object, manifest: dict[str, Any]) -> dict[str, Any]:
         key = (manifest["kind"], manifest["metadata"]["namespace"], manifest["metadata"]["name"])
         self.calls.append(("apply", manifest["kind"]))
+        if manifest["kind"] in self.refuse:
+            what = f"{manifest['kind']} {key[1]}/{key[2]}"
+            raise RejectedChildError(
+                f"the API server refused {what} (422): {self.refuse[manifest['kind']]}"
+            )
         return await self._write(key, manifest)
 
     async def _write(self, key: Key, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +119,7 @@ FAILED = {
 def test_the_first_pass_starts_the_download_and_holds_the_engine_back(api: FakeObjects) -> None:
     outcome = run(api)
     assert sorted(kind for kind, _, _ in api.store) == [
-        "Job", "NetworkPolicy", "PersistentVolumeClaim", "Service"
+        "Job", "NetworkPolicy", "PersistentVolumeClaim", "Secret", "Service"
     ]  # fmt: skip
     assert outcome.status["phase"] == "Downloading"
     assert ("Normal", "Downloading") in [(k, r) for k, r, _ in outcome.events]
@@ -216,7 +225,7 @@ def test_a_lagging_watch_costs_a_409_and_a_read_never_a_second_child(api: FakeOb
     assert ("get", "Job") in api.calls  # the Job exists: read it rather than replace it
     assert ("delete", "Job") not in api.calls
     assert sorted(kind for kind, _, _ in api.store) == [
-        "Deployment", "Job", "NetworkPolicy", "PersistentVolumeClaim", "Service"
+        "Deployment", "Job", "NetworkPolicy", "PersistentVolumeClaim", "Secret", "Service"
     ]  # fmt: skip
 
 
@@ -250,3 +259,106 @@ def test_a_replica_no_node_can_take_is_reported_once(api: FakeObjects) -> None:
     assert [r for _, r, _ in stuck.events] == ["Pending", "Unschedulable"]
     again = run(api, {**body, "status": stuck.status}, now=T0 + timedelta(seconds=50))
     assert again.events == []
+
+
+SECRET = ("Secret", "ml", "llama-8b-api-keys")
+
+
+def test_the_api_keys_secret_is_created_once_with_a_random_key_of_its_own(
+    api: FakeObjects,
+) -> None:
+    run(api)
+    secret = api.store[SECRET]
+    assert re.fullmatch(r"default:sk-[A-Za-z0-9_-]{43}\n", secret["stringData"]["api-keys"])
+    assert [(o["kind"], o["uid"]) for o in secret["metadata"]["ownerReferences"]] == [
+        ("LLMService", "u-1")
+    ]
+    remembered = api.seen.get(*SECRET)
+    assert remembered is not None
+    assert "stringData" not in remembered  # the operator keeps no key in memory
+    for _ in range(3):
+        run(api)
+    assert api.calls.count(("create", "Secret")) == 1
+    other = document({"gpuMemoryGiB": 80}, name="other", namespace="ml", uid="u-2")
+    run(api, other)
+    assert api.store[("Secret", "ml", "other-api-keys")]["stringData"] != secret["stringData"]
+
+
+def test_an_existing_secret_is_never_overwritten(api: FakeObjects) -> None:
+    mine = {"kind": "Secret", "metadata": {"name": "llama-8b-api-keys", "namespace": "ml"},
+            "stringData": {"api-keys": "alice:sk-alice"}}  # fmt: skip
+    api.store[SECRET] = copy.deepcopy(mine)
+    run(api)
+    run(api)
+    assert api.store[SECRET] == mine
+    assert api.calls.count(("create", "Secret")) == 1  # the 409 is remembered
+
+
+def test_a_new_llmservice_tries_again_while_a_namesakes_secret_may_await_collection(
+    api: FakeObjects,
+) -> None:
+    api.store[SECRET] = {"kind": "Secret", "metadata": {"name": "llama-8b-api-keys"}}
+    body = copy.deepcopy(BODY)
+    body["metadata"]["creationTimestamp"] = T0.strftime("%Y-%m-%dT%H:%M:%SZ")
+    young = run(api, body, now=T0 + timedelta(seconds=2))
+    assert young.retry_after == reconcile.SECRET_RETRY_SECONDS
+    del api.store[SECRET]  # the garbage collector removes the old one
+    run(api, body, now=T0 + timedelta(seconds=7))
+    assert api.calls.count(("create", "Secret")) == 2
+    assert api.store[SECRET]["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+
+
+def test_a_recreated_llmservice_gets_its_secret_again(api: FakeObjects) -> None:
+    run(api)
+    del api.store[SECRET]  # collected with the deleted LLMService
+    again = document({"gpuMemoryGiB": 80}, namespace="ml", uid="u-9", generation=1)
+    run(api, again)
+    assert api.store[SECRET]["metadata"]["ownerReferences"][0]["uid"] == "u-9"
+
+
+@pytest.mark.parametrize(
+    "proxy", [{"auth": "none"}, {"apiKeySecretRef": {"name": "mine"}}], ids=["open", "own"]
+)
+def test_no_secret_is_made_for_an_open_proxy_or_the_users_own(
+    api: FakeObjects, proxy: dict[str, Any]
+) -> None:
+    run(api, document({"gpuMemoryGiB": 80, "proxy": proxy}, namespace="ml", uid="u-1"))
+    assert ("create", "Secret") not in api.calls
+
+
+def test_an_open_proxy_is_warned_about_once_and_stays_in_the_status(api: FakeObjects) -> None:
+    body = document({"gpuMemoryGiB": 80, "proxy": {"auth": "none"}}, namespace="ml", uid="u-1")
+    first = run(api, body)
+    warnings = [(r, m) for k, r, m in first.events if k == "Warning"]
+    assert [r for r, _ in warnings] == ["AuthDisabled"]
+    assert "spec.proxy.auth is none" in warnings[0][1]
+    secure = next(c for c in first.status["conditions"] if c["type"] == "Secure")
+    assert (secure["status"], secure["reason"]) == ("False", "AuthDisabled")
+    later = run(api, {**body, "status": first.status}, now=T0 + timedelta(seconds=30))
+    assert later.events == []
+
+
+def test_a_child_the_api_server_refuses_fails_the_llmservice_with_its_words(
+    api: FakeObjects,
+) -> None:
+    api.refuse["NetworkPolicy"] = "spec.ingress[0].from[1].ipBlock.except[0]: Invalid value"
+    first = run(api)
+    assert first.status["phase"] == "Failed"
+    (valid,) = first.status["conditions"]
+    assert (valid["type"], valid["status"], valid["reason"]) == ("Valid", "False", "ChildRejected")
+    assert valid["message"].startswith(
+        "the API server refused NetworkPolicy ml/llama-8b (422): "
+        "spec.ingress[0].from[1].ipBlock.except[0]: Invalid value; change the spec"
+    )
+    assert [(k, r) for k, r, _ in first.events] == [
+        ("Warning", "Failed"),
+        ("Warning", "ChildRejected"),
+    ]
+    assert ("Deployment", "ml", "llama-8b") not in api.store
+    again = run(api, {**copy.deepcopy(BODY), "status": first.status}, now=T0 + timedelta(seconds=9))
+    assert again.status == first.status
+    assert again.events == []  # said once
+    del api.refuse["NetworkPolicy"]  # e.g. the spec was fixed
+    fixed = run(api, {**copy.deepcopy(BODY), "status": first.status})
+    assert fixed.status["phase"] == "Downloading"
+    assert next(c for c in fixed.status["conditions"] if c["type"] == "Valid")["status"] == "True"

@@ -100,7 +100,7 @@ def test_the_phase_tells_where_the_service_is(cache, deployment, replicas, phase
     assert observe(cache, deployment, replicas=replicas)["phase"] == phase
 
 
-def test_status_carries_the_resolved_fields_and_three_conditions() -> None:
+def test_status_carries_the_resolved_fields_and_four_conditions() -> None:
     got = observe(CACHED, {"status": {"replicas": 1, "readyReplicas": 1}})
     assert got["endpoint"] == "http://e/v1"
     assert got["engineArgs"] == ["--x"]
@@ -109,18 +109,49 @@ def test_status_carries_the_resolved_fields_and_three_conditions() -> None:
         ("Valid", "True"),
         ("ModelCached", "True"),
         ("Available", "True"),
+        ("Secure", "True"),
     ]
+
+
+def secure(**proxy: Any) -> dict[str, Any]:
+    conditions = observe(CACHED, None, proxy=proxy)["conditions"]
+    return next(c for c in conditions if c["type"] == "Secure")
+
+
+def test_secure_says_where_the_generated_key_is() -> None:
+    got = secure()
+    assert (got["status"], got["reason"]) == ("True", "GeneratedApiKey")
+    assert "Secret llama-8b-api-keys" in got["message"]
+    assert "kubectl get secret llama-8b-api-keys -n default" in got["message"]
+    assert "jsonpath='{.data.api-keys}' | base64 -d" in got["message"]
+
+
+def test_secure_names_the_users_secret() -> None:
+    got = secure(apiKeySecretRef={"name": "team-keys", "key": "list"})
+    assert (got["status"], got["reason"]) == ("True", "ApiKeys")
+    assert "Secret team-keys (key list)" in got["message"]
+
+
+def test_an_open_proxy_is_not_secure_and_the_message_says_who_may_call_it() -> None:
+    got = secure(auth="none")
+    assert (got["status"], got["reason"]) == ("False", "AuthDisabled")
+    assert "spec.proxy.auth is none" in got["message"]
+    assert "(pods of namespace default)" in got["message"]
+    assert "set spec.proxy.auth: apiKeys" in got["message"]
+    wider = secure(auth="none", allowedFrom=[{"namespaceSelector": {}}])
+    assert "(pods of namespace default and spec.proxy.allowedFrom)" in wider["message"]
 
 
 def test_a_condition_keeps_its_transition_time_until_its_status_changes() -> None:
     earlier = "2026-11-23T10:00:00Z"
     previous = [{"type": "Valid", "status": "False", "lastTransitionTime": earlier}]
     body = {"metadata": {"generation": 4}, "status": {"conditions": previous}}
-    again = state.invalid_status(body, "spec.gpus: ...", NOW)
+    again = state.invalid_status(body, "InvalidSpec", "spec.gpus: ...", NOW)
     assert again["conditions"][0]["lastTransitionTime"] == earlier
     assert again["conditions"][0]["observedGeneration"] == 4
     body["status"]["conditions"][0]["status"] = "True"
-    flipped = state.invalid_status(body, "spec.gpus: ...", NOW)
+    flipped = state.invalid_status(body, "ChildRejected", "spec.gpus: ...", NOW)
+    assert flipped["conditions"][0]["reason"] == "ChildRejected"
     assert flipped["conditions"][0]["lastTransitionTime"] == "2026-11-23T12:00:00Z"
 
 

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import pytest
 from tests.render.cases import by_kind, engine_container, env_of, proxy_container
-from tests.support import service
+from tests.support import run_llmserve, service
 
 from llmserve import render
 from llmserve.api import InvalidSpec
@@ -364,42 +364,158 @@ class TestProxy:
         assert proxy["args"][0] == "proxy"
         assert self.value(proxy["args"], "--engine") == "vllm"
         assert self.value(proxy["args"], "--port") == str(workload.PROXY_PORT)
-        assert proxy["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+        assert proxy["ports"][0] == {"name": "http", "containerPort": 8080, "protocol": "TCP"}
+
+    def test_metrics_have_their_own_port_which_the_service_does_not_expose(self) -> None:
+        rendered = children()
+        proxy = proxy_container(rendered)
+        assert self.value(proxy["args"], "--metrics-port") == "9090"
+        assert proxy["ports"][1] == {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}
+        service_ports = by_kind(rendered, "Service")["spec"]["ports"]
+        assert service_ports == [
+            {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+        ]
+
+    def test_the_body_limit_defaults_to_16_mib_and_follows_the_spec(self) -> None:
+        assert self.value(self.args(), "--max-body-bytes") == str(16 * 1024 * 1024)
+        assert (
+            self.value(self.args({"proxy": {"maxBodyBytes": 4096}}), "--max-body-bytes") == "4096"
+        )
 
     def test_the_grace_period_covers_the_pre_stop_sleep_and_the_drain(self) -> None:
         deployment = by_kind(children(), "Deployment")
         drain = int(self.value(proxy_container(children())["args"], "--drain-seconds"))
         assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == drain + 5
 
-    def test_api_keys_from_the_secret_are_mounted_read_only(self) -> None:
-        rendered = children({"proxy": {"apiKeySecretRef": {"name": "keys", "key": "list"}}})
+    def keys_volume(self, rendered: list[dict[str, Any]]) -> dict[str, Any]:
         proxy = proxy_container(rendered)
-        path = self.value(proxy["args"], "--api-keys-file")
         (mount,) = proxy["volumeMounts"]
         assert mount["readOnly"] is True
-        assert path == f"{mount['mountPath']}/keys"
+        assert self.value(proxy["args"], "--api-keys-file") == f"{mount['mountPath']}/keys"
+        assert "--auth" not in proxy["args"]
         volumes = by_kind(rendered, "Deployment")["spec"]["template"]["spec"]["volumes"]
         (volume,) = [v for v in volumes if v["name"] == mount["name"]]
-        assert volume["secret"] == {
+        return dict(volume["secret"])
+
+    def test_api_keys_from_the_users_secret_are_mounted_read_only_for_the_group(self) -> None:
+        rendered = children({"proxy": {"apiKeySecretRef": {"name": "keys", "key": "list"}}})
+        assert self.keys_volume(rendered) == {
             "secretName": "keys",
             "items": [{"key": "list", "path": "keys"}],
+            "defaultMode": 0o440,
         }
 
-    def test_open_without_a_secret(self) -> None:
-        proxy = proxy_container(children())
+    def test_without_a_secret_the_proxy_reads_the_one_the_operator_makes(self) -> None:
+        assert self.keys_volume(children()) == {
+            "secretName": "llama-8b-api-keys",
+            "items": [{"key": "api-keys", "path": "keys"}],
+            "defaultMode": 0o440,
+        }
+
+    def test_auth_none_runs_the_proxy_open_with_no_keys_volume(self) -> None:
+        rendered = children({"proxy": {"auth": "none"}})
+        proxy = proxy_container(rendered)
+        assert self.value(proxy["args"], "--auth") == "none"
         assert "--api-keys-file" not in proxy["args"]
         assert "volumeMounts" not in proxy
+        volumes = by_kind(rendered, "Deployment")["spec"]["template"]["spec"]["volumes"]
+        assert all("secret" not in v for v in volumes)
+
+
+class TestApiKeysSecret:
+    def test_only_for_auth_api_keys_without_a_secret_of_the_users(self) -> None:
+        assert workload.generates_api_keys(service())
+        assert not workload.generates_api_keys(service({"proxy": {"auth": "none"}}))
+        ref = {"proxy": {"apiKeySecretRef": {"name": "mine"}}}
+        assert not workload.generates_api_keys(service(ref))
+
+    def test_one_named_key_in_the_proxys_format_owned_by_the_llmservice(self) -> None:
+        owned = service(uid="u-1", namespace="ml")
+        secret = workload.api_keys_secret(owned, "sk-abc_DEF-123")
+        assert secret["kind"] == "Secret"
+        assert secret["type"] == "Opaque"
+        assert secret["metadata"]["name"] == "llama-8b-api-keys"
+        assert secret["metadata"]["namespace"] == "ml"
+        assert secret["metadata"]["labels"] == meta.labels(owned, "api-keys")
+        assert secret["metadata"]["ownerReferences"] == meta.owner_references(owned)
+        assert secret["stringData"] == {"api-keys": "default:sk-abc_DEF-123\n"}
+        # The proxy's keys file: `name:key` lines, the name [A-Za-z0-9_.-]{1,64}.
+        (line,) = secret["stringData"]["api-keys"].splitlines()
+        assert re.fullmatch(r"[A-Za-z0-9_.-]{1,64}:[^:\s]+", line)
+
+    def test_the_key_is_not_rendered_the_deployment_only_names_the_secret(self) -> None:
+        rendered = children()
+        assert "Secret" not in [c["kind"] for c in rendered]
+        done = run_llmserve("render", "-f", "examples/vllm.yaml")
+        assert done.returncode == 0, done.stderr
+        printed = done.stdout
+        assert "kind: Secret" not in printed
+        assert "stringData" not in printed
+        assert "secretName: llama-8b-api-keys" in printed
 
 
 class TestNetworkPolicy:
-    def test_lets_in_only_the_proxy_port_of_the_server_pods_from_anywhere(self) -> None:
-        policy = by_kind(children(), "NetworkPolicy")
-        assert policy["apiVersion"] == "networking.k8s.io/v1"
-        assert policy["spec"] == {
-            "podSelector": {"matchLabels": meta.selector_labels(service(), meta.COMPONENT_SERVER)},
-            "policyTypes": ["Ingress"],
-            "ingress": [{"ports": [{"protocol": "TCP", "port": workload.PROXY_PORT}]}],
+    PROXY_PORT: ClassVar = [{"protocol": "TCP", "port": 8080}]
+    METRICS_PORT: ClassVar = [{"protocol": "TCP", "port": 9090}]
+    OPERATOR: ClassVar = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "llmserve-system"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/component": "operator"}},
+    }
+
+    def policy(
+        self, spec: dict[str, Any] | None = None, config: OperatorConfig = CONFIG
+    ) -> dict[str, Any]:
+        return dict(by_kind(render.render(service(spec), config), "NetworkPolicy")["spec"])
+
+    def test_the_proxy_port_admits_the_llmservices_own_namespace_only_by_default(self) -> None:
+        policy = self.policy()
+        assert policy["podSelector"] == {
+            "matchLabels": meta.selector_labels(service(), meta.COMPONENT_SERVER)
         }
+        assert policy["ingress"] == [{"from": [{"podSelector": {}}], "ports": self.PROXY_PORT}]
+
+    def test_allowed_from_adds_namespaces_pods_and_networks(self) -> None:
+        peers = [
+            {"namespaceSelector": {"matchLabels": {"team": "web"}}},
+            {
+                "namespaceSelector": {},
+                "podSelector": {
+                    "matchExpressions": [{"key": "app", "operator": "In", "values": ["chat"]}]
+                },
+            },
+            {"ipBlock": {"cidr": "10.20.0.0/16", "except": ["10.20.1.0/24"]}},
+        ]
+        policy = self.policy({"proxy": {"allowedFrom": peers}})
+        assert policy["ingress"] == [
+            {"from": [{"podSelector": {}}, *peers], "ports": self.PROXY_PORT}
+        ]
+
+    def test_the_metrics_port_admits_only_the_operators_metrics_from(self) -> None:
+        config = OperatorConfig.model_validate({"metricsFrom": [self.OPERATOR]})
+        (_, metrics) = self.policy(config=config)["ingress"]
+        assert metrics == {"from": [self.OPERATOR], "ports": self.METRICS_PORT}
+
+    def test_without_metrics_from_the_metrics_port_stays_closed(self) -> None:
+        ports = [p for rule in self.policy()["ingress"] for p in rule["ports"]]
+        assert ports == self.PROXY_PORT
+
+    def test_an_offline_engine_may_only_resolve_names(self) -> None:
+        policy = self.policy()
+        assert policy["policyTypes"] == ["Ingress", "Egress"]
+        assert policy["egress"] == [
+            {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+        ]
+
+    def test_an_engine_that_downloads_its_model_keeps_egress(self) -> None:
+        policy = self.policy({"cache": {"enabled": False}})
+        assert policy["policyTypes"] == ["Ingress"]
+        assert "egress" not in policy
+
+    def test_the_download_jobs_pods_are_not_selected(self) -> None:
+        rendered = children()
+        selector = by_kind(rendered, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"]
+        job_labels = by_kind(rendered, "Job")["spec"]["template"]["metadata"]["labels"]
+        assert not selector.items() <= job_labels.items()
 
     def test_selects_the_deployments_pods_with_or_without_the_cache(self) -> None:
         for spec in ({}, {"cache": {"enabled": False}}, GGUF):
@@ -409,10 +525,16 @@ class TestNetworkPolicy:
             assert policy == deployment["selector"]["matchLabels"]
             assert policy.items() <= deployment["template"]["metadata"]["labels"].items()
 
-    def test_leaves_egress_alone(self) -> None:
-        spec = by_kind(children(), "NetworkPolicy")["spec"]
-        assert "Egress" not in spec["policyTypes"]
-        assert "egress" not in spec
+
+class TestVolumes:
+    def volumes(self, spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        pod = by_kind(children(spec), "Deployment")["spec"]["template"]["spec"]
+        return {v["name"]: v for v in pod["volumes"]}
+
+    def test_memory_backed_shm_and_home_are_bounded(self) -> None:
+        volumes = self.volumes({"gpus": 2})
+        assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "8Gi"}
+        assert volumes["home"]["emptyDir"] == {"sizeLimit": "10Gi"}
 
 
 class TestEngines:
@@ -474,12 +596,14 @@ class TestEngines:
         assert args[args.index("--ctx-size") + 1] == str(4096 * FACTS["llamacpp"].batch_size)
 
     def test_the_download_job_links_the_gguf_file(self) -> None:
-        job = by_kind(children(GGUF), "Job")["spec"]["template"]["spec"]["containers"][0]
-        assert job["args"][-4:] == ["--include", "*-Q4_K_M.gguf", "--link", "/models/model.gguf"]
+        args = by_kind(children(GGUF), "Job")["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[args.index("--include") + 1] == "*-Q4_K_M.gguf"
+        assert args[args.index("--link") + 1] == "/models/model.gguf"
 
     @pytest.mark.parametrize(
         ("served", "repo"),
-        [("svc-7f3a", "org9/Llama-3B-GGUF"), ('x"; rm -rf / #', "org/$(touch pwned)-3B-GGUF")],
+        # The repo id's pattern refuses shell syntax; a served name may still hold some.
+        [("svc-7f3a", "org9/Llama-3B-GGUF"), ('x";$(touch${IFS}pwned)#', "org/Llama-3B-GGUF")],
     )
     @pytest.mark.parametrize("cached", [True, False])
     def test_ollamas_script_takes_every_value_from_the_environment(
@@ -531,7 +655,8 @@ class TestEngines:
     def test_engine_args_may_not_set_a_rendered_flag(
         self, spec: dict[str, Any], token: str
     ) -> None:
-        svc = service({**spec, "engineArgs": ["--foo", token, "1"]})
+        value = [] if "=" in token else ["1"]  # after `--flag=value` a "1" is a positional
+        svc = service({**spec, "engineArgs": ["--foo", token, *value]})
         problems = render.validate_engine_args(svc)
         assert [p.path for p in problems] == ["spec.engineArgs[1]"]
         with pytest.raises(InvalidSpec, match=r"spec\.engineArgs\[1\]"):

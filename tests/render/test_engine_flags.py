@@ -1,8 +1,8 @@
 """Every flag and quantization value rendered for vLLM, TGI and SGLang exists in the target engine.
 
-The lists are ../shared/reference/*.txt (one entry a line; see the README there for the method
-used here: vLLM normalises `_` to `-` and cuts dotted config sub-keys). llama.cpp and Ollama have
-no list.
+The lists are tests/data/engines/*.txt (one entry a line; the README there says where each comes
+from and how to refresh it). vLLM's names are normalised as its parser does: `_` to `-`, dotted
+config sub-keys cut. llama.cpp and Ollama have no list.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import pytest
 from tests.render.cases import engine_container, golden_children, golden_service, goldens_of, stem
-from tests.support import REFERENCE, service
+from tests.support import ENGINE_LISTS, service
 
 from llmserve import render
 from llmserve.api.config import OperatorConfig
@@ -92,11 +92,11 @@ CHECKED: Final = goldens_of(*FLAG_LISTS)
 
 def load(name: str) -> frozenset[str]:
     """One reference list; a missing file fails the test (never skips it)."""
-    path = REFERENCE / name
+    path = ENGINE_LISTS / name
     if not path.is_file():
         pytest.fail(
-            f"reference list {path} is missing: the engine flag checks need ../shared/reference/ "
-            "beside the repository (see its README); restore it rather than skipping these tests"
+            f"engine list {path} is missing: the engine flag checks need tests/data/engines/ "
+            "(see its README); restore it rather than skipping these tests"
         )
     return frozenset(path.read_text(encoding="ascii").splitlines())
 
@@ -247,6 +247,6 @@ def test_the_flag_extraction_follows_the_reference_method() -> None:
 
 
 def test_a_missing_reference_list_fails_with_a_clear_message(monkeypatch, tmp_path) -> None:
-    monkeypatch.setattr(sys.modules[__name__], "REFERENCE", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "ENGINE_LISTS", tmp_path)
     with pytest.raises(pytest.fail.Exception, match="is missing"):
         load("vllm-flags.txt")

@@ -25,7 +25,7 @@ from tests.render.cases import (
 )
 
 from llmserve.render.engines import PROFILES
-from llmserve.render.workload import PROXY_PORT
+from llmserve.render.workload import METRICS_PORT, PROXY_PORT
 
 KUBERNETES: Final = "1.36.0"
 GPU: Final = "nvidia.com/gpu"
@@ -125,7 +125,7 @@ def test_the_engine_listens_on_loopback_behind_the_proxy(source: Path) -> None:
     assert port != PROXY_PORT
     proxy = proxy_container(children)
     assert last_value(proxy["args"], "--upstream") == f"http://{LOOPBACK}:{port}"
-    assert [p["containerPort"] for p in proxy["ports"]] == [PROXY_PORT]
+    assert [p["containerPort"] for p in proxy["ports"]] == [PROXY_PORT, METRICS_PORT]
 
 
 @pytest.mark.parametrize("source", GOLDEN, ids=stem)
@@ -199,8 +199,8 @@ def test_references_inside_the_children_resolve(source: Path) -> None:
         assert port["targetPort"] in named_ports
     policy = by_kind(children, "NetworkPolicy")["spec"]
     assert policy["podSelector"]["matchLabels"] == selector
-    (rule,) = policy["ingress"]
-    assert "from" not in rule, "the proxy takes traffic from anywhere: keys guard it"
-    assert [(p["protocol"], p["port"]) for p in rule["ports"]] == [
-        (p["protocol"], p["containerPort"]) for p in proxy_ports
-    ]
+    for rule in policy["ingress"]:
+        assert rule["from"], "a rule without `from` admits every source"
+        assert [(p["protocol"], p["port"]) for p in rule["ports"]] in [
+            [(p["protocol"], p["containerPort"])] for p in proxy_ports
+        ]

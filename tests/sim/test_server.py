@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx2 as httpx
 import openai
@@ -68,6 +69,20 @@ def test_errors_come_in_vllms_body_and_map_to_the_clients_exceptions(vllm: str) 
     assert answer.json()["error"]["code"] == 400
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [(b"\x80", "application/json"), (b'{"model": "\xff"}', "application/json"),
+     (b"{}", "application/json; charset=no-such-charset")],
+)  # fmt: skip
+def test_a_body_that_is_not_json_text_is_a_400_in_the_envelope(
+    vllm: str, body: bytes, content_type: str
+) -> None:
+    answer = httpx.post(f"{vllm}/v1/completions", content=body,
+                        headers={"Content-Type": content_type})  # fmt: skip
+    assert answer.status_code == 400
+    assert answer.json()["error"]["type"] == "BadRequestError"
+
+
 def test_a_client_that_leaves_takes_its_sequence_out_of_the_batch(vllm: str) -> None:
     aborted = metric(vllm, "vllm:request_success_total", 'finished_reason="abort"')
     body = {"model": MODEL, "prompt": "x", "max_tokens": 100_000, "stream": True}
@@ -91,15 +106,16 @@ def test_injected_failures_and_a_dying_engine() -> None:
         assert httpx.get(f"{url}/health").status_code == 503
 
 
-def test_health_is_503_while_loading_then_200() -> None:
-    with simulator("--startup-seconds", "1.5") as url:
+def test_health_is_503_while_loading_then_200(tmp_path: Path) -> None:
+    loaded = tmp_path / "loaded"  # the load ends when the test says so, not after a time
+    with simulator("--loading-until", str(loaded)) as url:
         assert httpx.get(f"{url}/health").status_code == 503
         with pytest.raises(openai.InternalServerError):  # 503: the client's retryable error
             client(url).completions.create(model=MODEL, prompt="x", max_tokens=1)
-        deadline = time.monotonic() + 10
-        while httpx.get(f"{url}/health").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        assert httpx.get(f"{url}/health").status_code == 503
+        loaded.touch()
+        assert httpx.get(f"{url}/health").status_code == 200
+        assert client(url).completions.create(model=MODEL, prompt="x", max_tokens=1).choices
 
 
 def test_tgi_flavour_routes_streams_errors_and_metric_names() -> None:

@@ -91,7 +91,7 @@ Checks the scope's settings on the way (each template that depends on them inclu
 {{/*
 What the operator does in each namespace it manages; nothing more (see the chart's README for why
 each rule is there). The same list goes into the ClusterRole (scope cluster) or each Role
-(scope namespaced). No Secrets, no ConfigMaps, no wildcards.
+(scope namespaced). Secrets: create only, never read. No ConfigMaps, no wildcards.
 */}}
 {{- define "llmserve.operatorRules" -}}
 # LLMServices: kopf lists and watches them; the operator writes status and, as the autoscaler,
@@ -125,6 +125,11 @@ each rule is there). The same list goes into the ClusterRole (scope cluster) or 
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [list, watch, create, patch]
+# The API-keys Secret of an LLMService that names none: created once with a random key. Never
+# get, list, watch or update: the operator cannot read any Secret, its own included.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create]
 # Engine pods: watched for the autoscaler, listed to say why replicas are unschedulable.
 - apiGroups: [""]
   resources: [pods]

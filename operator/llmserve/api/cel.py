@@ -7,6 +7,7 @@ written once and both places give the same message.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cache
 from types import MappingProxyType
 from typing import Any, Final
@@ -15,15 +16,26 @@ import celpy
 from celpy.adapter import json_to_cel
 from celpy.evaluation import CELEvalError
 
-from llmserve.api.engines import dropped_quantization_rules
+from llmserve.api.engines import dropped_quantization_rules, tensor_parallel_rule
 from llmserve.api.errors import Problem
-from llmserve.api.models import NAME_RULES, Autoscaling, CelRule, LLMServiceSpec
+from llmserve.api.models import (
+    NAME_RULES,
+    Autoscaling,
+    CelRule,
+    LLMServiceSpec,
+    ModelSource,
+    Proxy,
+    Resources,
+)
 
 RULES: Final = MappingProxyType[str, tuple[CelRule, ...]](
     {
         "": NAME_RULES,
-        "spec": LLMServiceSpec.CEL_RULES + dropped_quantization_rules(),
+        "spec": LLMServiceSpec.CEL_RULES + dropped_quantization_rules() + (tensor_parallel_rule(),),
+        "spec.model": ModelSource.CEL_RULES,
         "spec.autoscaling": Autoscaling.CEL_RULES,
+        "spec.resources": Resources.CEL_RULES,
+        "spec.proxy": Proxy.CEL_RULES,
     }
 )
 """Rules by the dotted path of the object they are attached to ("" is the resource itself)."""
@@ -42,6 +54,22 @@ def _at(document: dict[str, Any], path: str) -> Any:  # noqa: ANN401 - JSON valu
     return node
 
 
+INT64: Final = range(-(2**63), 2**63)
+"""CEL's int; the API server, too, refuses a number outside it when it decodes the object."""
+
+
+def _oversized(value: Any, path: str) -> Iterator[str]:  # noqa: ANN401 - any JSON value
+    """Paths of the integers in `value` that CEL cannot hold (cel-python would raise on them)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value not in INT64:
+        yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _oversized(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _oversized(item, f"{path}[{index}]")
+
+
 def _holds(rule: CelRule, activation: dict[str, Any]) -> bool:
     try:
         result = _program(rule.rule).evaluate(activation)
@@ -54,8 +82,16 @@ def check(document: dict[str, Any]) -> list[Problem]:
     """Evaluate every rule against a defaulted document (camelCase, as the API server sees it).
 
     `document` must already carry the defaults (`LLMService.model_dump(by_alias=True)`), as the API
-    server applies structural defaults before it runs CEL.
+    server applies structural defaults before it runs CEL. The models bound the integers that
+    matter, but not every one (status, say): one beyond 64 bits is a problem of its own.
     """
+    limits = f"{INT64.start} to {INT64.stop - 1}"
+    too_big = [
+        Problem(path, f"must fit in 64 bits ({limits}); use a smaller number")
+        for path in _oversized(document, "")
+    ]
+    if too_big:
+        return too_big
     problems = []
     for path, rules in RULES.items():
         target = _at(document, path)

@@ -14,11 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from llmserve import __version__
-from llmserve.api.models import Engine
+from llmserve.api.engines import NODE_GPUS
+from llmserve.api.models import MAX_GPUS, Engine, NetworkPeer
 
 DEFAULT_IMAGES: Final = MappingProxyType[Engine, str](
     {
-        # Versions described in ENGINES.md §0; bump them together with ../shared/reference/.
+        # Bump an image together with its flag list in tests/data/engines/ (see the README there).
         "vllm": "vllm/vllm-openai:v0.33.0",
         "tgi": "ghcr.io/huggingface/text-generation-inference:3.3.5",
         "sglang": "lmsysorg/sglang:v0.5.23",
@@ -53,8 +54,15 @@ class AutoscalerConfig(BaseModel):
     """Base URL of the Prometheus HTTP API, e.g. `http://prometheus.monitoring:9090`."""
     interval_seconds: float = Field(default=5.0, gt=0)
     """How often each autoscaled LLMService is decided on."""
-    metrics_port: int = Field(default=8080, ge=1, le=65535)
-    """The pods' port serving the proxy's metrics (the proxy's `http` port)."""
+    metrics_port: int = Field(default=9090, ge=1, le=65535)
+    """The pods' port serving the proxy's `/metrics` and `/metrics/engine` (the proxy's `metrics`
+    port, which is not in the Service)."""
+    max_page_bytes: int = Field(default=1024 * 1024, ge=4096)
+    """Most bytes read of one metrics page (a pod's `/metrics` or `/metrics/engine`) or of one
+    Prometheus answer. A pod whose page is longer counts as missing, and the Scaling condition
+    names it. The proxy's page is a few KiB and an engine's some tens; the bound keeps one
+    tenant's engine from costing the operator, which serves every tenant, more than a few
+    milliseconds and a few MiB per page."""
 
     @model_validator(mode="after")
     def _url_for_prometheus(self) -> AutoscalerConfig:
@@ -79,8 +87,17 @@ class OperatorConfig(BaseModel):
     """GPU memory assumed when neither the spec nor node labels tell; None skips the fit check."""
     default_cache_size_gib: int = Field(default=50, alias="defaultCacheSizeGiB")
     """Model-cache size when the model's size is unknown."""
+    max_gpus_per_replica: int = Field(default=NODE_GPUS, ge=1, le=MAX_GPUS)
+    """Most GPUs one replica may ask for: the GPUs of this cluster's largest node, since a
+    replica runs on one node (8 by default: one HGX/DGX node). A spec asking more is refused
+    rather than left Pending forever."""
     autoscaler: AutoscalerConfig = Field(default_factory=AutoscalerConfig)
     """The autoscaler's metrics source and cadence."""
+    metrics_from: list[NetworkPeer] = Field(default_factory=list)
+    """Who may reach the LLMService pods' metrics port (9090: /metrics, /metrics/engine), as
+    NetworkPolicy `from` entries: the operator's pods (its autoscaler scrapes them) and
+    Prometheus. Empty: nobody; the chart fills it with its own namespace and the monitoring
+    namespace."""
 
     def image_for(self, engine: Engine, gpus: int) -> str:
         """The engine image for a replica with `gpus` GPUs."""

@@ -43,44 +43,71 @@ _BOUNDS: dict[type, tuple[str, str]] = {
 }
 
 
-def _constraints(metadata: list[Any]) -> dict[str, Any]:
-    """OpenAPI keywords for pydantic/annotated-types constraints."""
+_LENGTHS: dict[str, tuple[str, str]] = {
+    "string": ("minLength", "maxLength"),
+    "array": ("minItems", "maxItems"),
+    "object": ("minProperties", "maxProperties"),
+}
+
+
+def _constraints(metadata: list[Any], kind: str) -> dict[str, Any]:
+    """OpenAPI keywords for pydantic/annotated-types constraints on a value of OpenAPI type `kind`.
+
+    A length limit is `maxLength`, `maxItems` or `maxProperties` by the kind of value it limits.
+    """
     out: dict[str, Any] = {}
     for item in metadata:
         if isinstance(item, annotated_types.GroupedMetadata):  # e.g. StringConstraints
-            out |= _constraints(list(item))
+            out |= _constraints(list(item), kind)
         if isinstance(item, FieldInfo):  # Field(ge=...) inside Annotated inside an Optional
-            out |= _constraints(item.metadata)
-        for kind, (attribute, keyword) in _BOUNDS.items():
-            if isinstance(item, kind):
+            out |= _constraints(item.metadata, kind)
+        for bound, (attribute, keyword) in _BOUNDS.items():
+            if isinstance(item, bound):
                 out[keyword] = getattr(item, attribute)
-                if kind in (annotated_types.Gt, annotated_types.Lt):
+                if bound in (annotated_types.Gt, annotated_types.Lt):
                     out[f"exclusive{keyword.capitalize()}"] = True
-        if isinstance(item, annotated_types.MinLen):
-            out["minLength"] = item.min_length
+        shortest, longest = _LENGTHS.get(kind, ("", ""))
+        if isinstance(item, annotated_types.MinLen) and shortest:
+            out[shortest] = item.min_length
+        if isinstance(item, annotated_types.MaxLen) and longest:
+            out[longest] = item.max_length
+        if isinstance(getattr(item, "pattern", None), str):  # pydantic's StringConstraints part
+            out["pattern"] = item.pattern
     return out
 
 
 def _union_schema(annotation: Any, metadata: list[Any]) -> dict[str, Any]:  # noqa: ANN401
-    """`X | None` is X (absent when None); `int | str` is a quantity; other unions are refused."""
+    """`X | None` is X (absent when None); `int | str` is a quantity; other unions are refused.
+
+    A quantity keeps the bounds of both members: OpenAPI applies `minimum` to numbers only and
+    `pattern` and `maxLength` to strings only.
+    """
     members = [a for a in get_args(annotation) if a is not type(None)]
     if len(members) == 1:
         return schema_of(members[0], metadata)
-    if set(members) == {int, str}:
-        return dict(_INT_OR_STRING)
+    bases = {get_args(a)[0] if get_origin(a) is Annotated else a: a for a in members}
+    if set(bases) == {int, str}:
+        bounds = {**schema_of(bases[int], metadata), **schema_of(bases[str], metadata)}
+        del bounds["type"]  # int-or-string has none
+        return {**_INT_OR_STRING, **bounds}
     raise TypeError(f"no structural schema for {annotation}")
 
 
-def _container_schema(annotation: Any) -> dict[str, Any]:  # noqa: ANN401 - typing objects
-    """Lists, maps (free-form for `dict[str, Any]`) and enums."""
+def _container_schema(annotation: Any, metadata: list[Any]) -> dict[str, Any]:  # noqa: ANN401
+    """Lists, maps (free-form for `dict[str, Any]`) and enums, with their length limits."""
     origin, args = get_origin(annotation), get_args(annotation)
     if origin is Literal:
         return {"type": "string", "enum": list(args)}
     if origin is list:
-        return {"type": "array", "items": schema_of(args[0])}
+        return {"type": "array", "items": schema_of(args[0]), **_constraints(metadata, "array")}
     if args[1] is Any:
         return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-    return {"type": "object", "additionalProperties": schema_of(args[1])}
+    # Map keys cannot be constrained in OpenAPI: models.keys_rule checks them in CEL.
+    return {
+        "type": "object",
+        "additionalProperties": schema_of(args[1]),
+        **_constraints(metadata, "object"),
+    }
 
 
 def schema_of(annotation: Any, metadata: list[Any] | None = None) -> dict[str, Any]:  # noqa: ANN401
@@ -93,11 +120,12 @@ def schema_of(annotation: Any, metadata: list[Any] | None = None) -> dict[str, A
     if origin in (Union, types.UnionType):
         return _union_schema(annotation, extra)
     if origin in (Literal, list, dict):
-        return _container_schema(annotation)
+        return _container_schema(annotation, extra)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return object_schema(annotation)
     if annotation in _SCALARS:
-        return {**_SCALARS[annotation], **_constraints(extra)}
+        kind = _SCALARS[annotation]["type"]
+        return {"type": kind, **_constraints(extra, kind)}
     raise TypeError(f"no structural schema for {annotation}")
 
 

@@ -11,7 +11,23 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from llmserve.api.models import ENGINES, GGUF_ENGINES, QUANTIZATIONS, CelRule, Engine, Quantization
+from llmserve.api.models import (
+    ENGINES,
+    GGUF_ENGINES,
+    MAX_GPUS,
+    QUANTIZATIONS,
+    CelRule,
+    Engine,
+    Quantization,
+)
+
+TENSOR_PARALLEL_SIZES: Final = (1, 2, 4, 8, MAX_GPUS)
+NODE_GPUS: Final = 8
+"""GPUs of a common GPU node (HGX/DGX): the default of the operator's maxGpusPerReplica, and the
+most GPUs the fit check suggests."""
+"""GPU counts a tensor-parallel engine accepts: the tensor-parallel size must divide the model's
+attention heads (and KV heads), which are a power of two, or a multiple of 8, for nearly every
+model; 1, 2, 4, 8 and 16 divide them all, where 3, 5 or 6 divide almost none."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +46,9 @@ class EngineFacts:
     capacity."""
     unsupported_hint: str = ""
     """What to use instead of a quantization this engine dropped; part of the validation message."""
+    tensor_parallel: bool = True
+    """The GPU count is the engine's tensor-parallel size (one of TENSOR_PARALLEL_SIZES); False
+    for llama.cpp and Ollama, which spread layers over any number of GPUs."""
 
 
 _TRANSFORMER_QUANTS: Final = frozenset[Quantization]({"none", "awq", "gptq", "fp8"})
@@ -65,10 +84,18 @@ FACTS: Final = MappingProxyType[Engine, EngineFacts](
         # llama.cpp and Ollama take the whole GPU; the quantization is the GGUF file's. We render 4
         # parallel slots for both (llama.cpp defaults to 1 slot, Ollama to OLLAMA_NUM_PARALLEL=1).
         "llamacpp": EngineFacts(
-            quantizations=frozenset({"gguf"}), min_gpus=0, memory_fraction=1.0, batch_size=4
+            quantizations=frozenset({"gguf"}),
+            min_gpus=0,
+            memory_fraction=1.0,
+            batch_size=4,
+            tensor_parallel=False,
         ),
         "ollama": EngineFacts(
-            quantizations=frozenset({"gguf"}), min_gpus=0, memory_fraction=1.0, batch_size=4
+            quantizations=frozenset({"gguf"}),
+            min_gpus=0,
+            memory_fraction=1.0,
+            batch_size=4,
+            tensor_parallel=False,
         ),
     }
 )
@@ -98,3 +125,20 @@ def dropped_quantization_rules() -> tuple[CelRule, ...]:
             )
         )
     return tuple(rules)
+
+
+def tensor_parallel_rule() -> CelRule:
+    """The CEL rule holding the GPU count of tensor-parallel engines to TENSOR_PARALLEL_SIZES.
+
+    0 passes here: the rule on spec.gpus' minimum already names that mistake, once.
+    """
+    engines = [engine for engine in ENGINES if FACTS[engine].tensor_parallel]
+    sizes = [str(size) for size in TENSOR_PARALLEL_SIZES]
+    return CelRule(
+        rule=f"!(self.engine in [{', '.join(repr(e) for e in engines)}]) "
+        f"|| self.gpus in [0, {', '.join(sizes)}]",
+        message=f"must be {', '.join(sizes[:-1])} or {sizes[-1]} for engines "
+        f"{', '.join(engines[:-1])} and {engines[-1]}: the GPU count is their tensor-parallel "
+        "size, which must divide the model's attention heads; set gpus to one of these",
+        field_path=".gpus",
+    )

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from llmserve.api.engines import FACTS
+from llmserve.api.engines import FACTS, NODE_GPUS, TENSOR_PARALLEL_SIZES
 from llmserve.api.models import Engine, LLMServiceSpec, Quantization
 
 GIB: Final = 2**30
@@ -222,8 +222,8 @@ def check(fit: FitInput) -> FitReport:
     )
 
 
-_TENSOR_PARALLEL_SIZES: Final = (1, 2, 4, 8)
-"""Tensor parallel sizes that divide the attention heads of common models (and one 8-GPU node)."""
+_TENSOR_PARALLEL_SIZES: Final = tuple(n for n in TENSOR_PARALLEL_SIZES if n <= NODE_GPUS)
+"""GPU counts to suggest: tensor-parallel sizes that fit one common node."""
 _SMALLER_FIRST: Final[tuple[Quantization, ...]] = ("fp8", "awq", "gptq", "bitsandbytes")
 """Quantizations to suggest, the least lossy first."""
 

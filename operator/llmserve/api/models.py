@@ -16,6 +16,8 @@ from typing import Annotated, Any, ClassVar, Final, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
+from llmserve.api import shapes
+
 GROUP: Final = "llmserve.io"
 VERSION: Final = "v1alpha1"
 KIND: Final = "LLMService"
@@ -35,8 +37,30 @@ GGUF_ENGINES: Final[frozenset[Engine]] = frozenset({"llamacpp", "ollama"})
 """Engines that load GGUF files, and only GGUF files (ENGINES.md §7)."""
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
-Quantity = int | str
+RepoId = Annotated[str, shapes.REPO_ID.constraints]
+Revision = Annotated[str, shapes.REVISION.constraints]
+RepoFile = Annotated[str, shapes.REPO_FILE.constraints]
+ServedName = Annotated[str, shapes.SERVED_NAME.constraints]
+EnvName = Annotated[str, shapes.ENV_NAME.constraints]
+QualifiedName = Annotated[str, shapes.QUALIFIED_NAME.constraints]
+LabelValue = Annotated[str, shapes.LABEL_VALUE.constraints]
+"""A Kubernetes label value: empty, or up to 63 letters, digits, `-`, `_` and `.`."""
+DnsSubdomain = Annotated[str, shapes.DNS_SUBDOMAIN.constraints]
+SecretKey = Annotated[str, shapes.SECRET_KEY.constraints]
+Image = Annotated[str, shapes.IMAGE.constraints]
+Quantity = Annotated[int, Field(ge=0)] | Annotated[str, shapes.QUANTITY.constraints]
 """A Kubernetes resource quantity such as `16Gi`, `500m` or `2`."""
+
+INT32_MAX: Final = 2**31 - 1
+"""The most replicas a Deployment (and the scale subresource) can hold."""
+ENGINE_ARG_MAX_LENGTH: Final = 16384
+"""Room for an inline chat template or a JSON config value."""
+ENV_VALUE_MAX_LENGTH: Final = 32768
+MAX_GPUS: Final = 16
+"""Most GPUs per replica: a replica runs on one node until multi-node replicas exist, and the
+largest GPU nodes have 16 (the operator's `maxGpusPerReplica` says what this cluster's have)."""
+MAX_MODEL_LEN: Final = 10 * 2**20
+"""Longest context accepted (10 Mi tokens), above every model's today."""
 
 
 class CelRule(BaseModel):
@@ -68,34 +92,46 @@ class _Model(BaseModel):
 class TokenSecretRef(_Model):
     """A key of a Secret in the LLMService's namespace that holds a Hugging Face token."""
 
-    name: NonEmpty
+    name: DnsSubdomain
     """Name of the Secret."""
-    key: NonEmpty = "token"
+    key: SecretKey = "token"
     """Key inside the Secret whose value is the token."""
 
 
 class ApiKeySecretRef(_Model):
     """A key of a Secret in the LLMService's namespace that holds the proxy's API keys file."""
 
-    name: NonEmpty
+    name: DnsSubdomain
     """Name of the Secret."""
-    key: NonEmpty = "api-keys"
-    """Key inside the Secret: one API key per line, optionally `name:key`; `#` starts a comment."""
+    key: SecretKey = "api-keys"
+    """Key inside the Secret: one `name:key` per line (the name, `[A-Za-z0-9_.-]{1,64}`, labels
+    the key's metrics); `#` starts a comment."""
 
 
 class ModelSource(_Model):
     """Which model to serve and where it comes from."""
 
-    name: NonEmpty
+    CEL_RULES: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            # shapes.climbs in CEL: the file becomes a path under the repo's snapshot.
+            rule="!has(self.file) || !(self.file == '..' || self.file.startsWith('../') "
+            "|| self.file.endsWith('/..') || self.file.contains('/../'))",
+            message="must not climb out of the repo with '..'; name a file inside the repo, "
+            "e.g. '*-Q4_K_M.gguf'",
+            field_path=".file",
+        ),
+    )
+
+    name: RepoId
     """Hugging Face repo id, e.g. `Qwen/Qwen2.5-7B-Instruct-AWQ`."""
-    revision: NonEmpty = "main"
+    revision: Revision = "main"
     """Branch, tag or commit of the repo; part of the cache key."""
-    file: NonEmpty | None = None
+    file: RepoFile | None = None
     """GGUF file (or glob) inside the repo, e.g. `*-Q4_K_M.gguf`; required for llamacpp and
     ollama."""
-    served_name: NonEmpty | None = None
+    served_name: ServedName | None = None
     """The `model` value clients send; defaults to the LLMService's name."""
-    parameters_billions: Annotated[float, Field(gt=0)] | None = None
+    parameters_billions: Annotated[float, Field(gt=0, le=100_000)] | None = None
     """Parameter count in billions, for the VRAM fit check; inferred from the repo id when
     absent."""
     token_secret_ref: TokenSecretRef | None = None
@@ -121,17 +157,17 @@ class Autoscaling(_Model):
     enabled: bool = False
     """When true the operator owns `spec.replicas` and moves it between minReplicas and
     maxReplicas."""
-    min_replicas: Annotated[int, Field(ge=1)] = 1
+    min_replicas: Annotated[int, Field(ge=1, le=INT32_MAX)] = 1
     """Fewest replicas (at least 1: scale to zero needs the gateway, not built yet)."""
-    max_replicas: Annotated[int, Field(ge=1)] | None = None
+    max_replicas: Annotated[int, Field(ge=1, le=INT32_MAX)] | None = None
     """Most replicas; required when enabled."""
-    target_queue_per_replica: Annotated[int, Field(ge=1)] | None = None
+    target_queue_per_replica: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     """Requests (running + waiting) one replica should carry; defaults from the engine's batch
     size."""
-    scale_up_stabilization_seconds: Annotated[int, Field(ge=0)] | None = None
+    scale_up_stabilization_seconds: Annotated[int, Field(ge=0, le=3600)] | None = None
     """How long a higher recommendation must hold before scaling up; the policy's default when
     unset."""
-    scale_down_delay_seconds: Annotated[int, Field(ge=0)] = 300
+    scale_down_delay_seconds: Annotated[int, Field(ge=0, le=86400)] = 300
     """How long load must stay low before removing a replica."""
     gpu_utilization_guard: Annotated[int, Field(ge=1, le=100)] | None = None
     """GPU utilization percent above which replicas are never removed."""
@@ -144,18 +180,113 @@ class Cache(_Model):
     """Download once into a PersistentVolumeClaim; when false each engine pod downloads at start."""
     size: Quantity | None = None
     """Size of the PersistentVolumeClaim; estimated from the model size when unset."""
-    storage_class_name: NonEmpty | None = None
+    storage_class_name: DnsSubdomain | None = None
     """StorageClass of the PersistentVolumeClaim; the cluster default when unset."""
     access_mode: AccessMode = "ReadWriteOnce"
     """Access mode of the PersistentVolumeClaim; ReadWriteMany lets replicas on many nodes share
     it."""
 
 
+LabelKey = QualifiedName
+"""A Kubernetes label key: an optional DNS-subdomain prefix and `/`, then a name of 1-63
+characters."""
+Cidr = Annotated[
+    str,
+    StringConstraints(
+        max_length=43,
+        pattern=r"^((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])){3}"
+        r"/(3[0-2]|[12]?[0-9])|[0-9a-fA-F:.]*:[0-9a-fA-F:.]*/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))$",
+    ),
+]
+"""An IPv4 or IPv6 network in CIDR notation, e.g. `10.0.0.0/8`."""
+
+
+class LabelSelectorRequirement(_Model):
+    """One expression of a label selector, as in Kubernetes."""
+
+    key: LabelKey
+    """The label key the expression is about."""
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    """In and NotIn need values; Exists and DoesNotExist take none."""
+    values: Annotated[list[LabelValue], Field(max_length=64)] = Field(default_factory=list)
+    """The label values for In and NotIn."""
+
+
+class LabelSelector(_Model):
+    """A Kubernetes label selector; `{}` selects everything."""
+
+    match_labels: Annotated[dict[LabelKey, LabelValue], Field(max_length=16)] = Field(
+        default_factory=dict
+    )
+    """Labels that must all match, e.g. `kubernetes.io/metadata.name: web`."""
+    match_expressions: Annotated[list[LabelSelectorRequirement], Field(max_length=16)] = Field(
+        default_factory=list
+    )
+    """Expressions that must all hold."""
+
+
+class IpBlock(_Model):
+    """Addresses outside the cluster's pod network, as in a NetworkPolicy's `ipBlock`."""
+
+    cidr: Cidr
+    """The network allowed, e.g. `10.20.0.0/16`."""
+    except_: Annotated[list[Cidr], Field(max_length=16)] = Field(
+        default_factory=list, alias="except"
+    )
+    """Networks inside `cidr` that are not allowed."""
+
+
+class NetworkPeer(_Model):
+    """Who may connect, as one entry of a NetworkPolicy rule's `from`.
+
+    Pods chosen by namespace and pod labels, or addresses (`ipBlock`).
+    """
+
+    namespace_selector: LabelSelector | None = None
+    """Namespaces whose pods may connect (with podSelector: only those pods); `{}` is every
+    namespace."""
+    pod_selector: LabelSelector | None = None
+    """Pods that may connect, in the LLMService's namespace unless namespaceSelector is set."""
+    ip_block: IpBlock | None = None
+    """Addresses that may connect; not together with the selectors."""
+
+
+MAX_BODY_BYTES: Final = 256 * 1024 * 1024
+"""Largest `maxBodyBytes`: the proxy holds one body in a container limited to 512Mi."""
+
+
 class Proxy(_Model):
     """The OpenAI-compatible sidecar in front of the engine."""
 
+    CEL_RULES: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="!(self.auth == 'none' && has(self.apiKeySecretRef))",
+            message="is not used with auth: none; remove apiKeySecretRef to run open, "
+            "or set auth: apiKeys to require the keys in it",
+            field_path=".apiKeySecretRef",
+        ),
+        CelRule(  # the API server would refuse the NetworkPolicy: say so at apply time
+            rule="!has(self.allowedFrom) || self.allowedFrom.all(p, has(p.ipBlock) "
+            "? !has(p.namespaceSelector) && !has(p.podSelector) "
+            ": has(p.namespaceSelector) || has(p.podSelector))",
+            message="each entry sets either ipBlock or namespaceSelector/podSelector, not both "
+            "and not neither; split such an entry in two",
+            field_path=".allowedFrom",
+        ),
+    )
+
+    auth: Literal["apiKeys", "none"] = "apiKeys"
+    """apiKeys: clients must send a key (`Authorization: Bearer`) from apiKeySecretRef, or, when
+    that is unset, from the Secret `<name>-api-keys` that the operator creates with one random
+    key; none: no key is asked for, and any client the NetworkPolicy admits may call the model."""
     api_key_secret_ref: ApiKeySecretRef | None = None
-    """Secret with the API keys clients must send as `Authorization: Bearer`; open when unset."""
+    """Your own Secret with the API keys; when unset (and auth is apiKeys) the operator creates
+    `<name>-api-keys`."""
+    allowed_from: Annotated[list[NetworkPeer], Field(max_length=32)] | None = None
+    """Who else may connect to the proxy, besides pods of the LLMService's own namespace: entries
+    of a NetworkPolicy `from` (namespaceSelector, podSelector, ipBlock)."""
+    max_body_bytes: Annotated[int, Field(ge=1024, le=MAX_BODY_BYTES)] = 16 * 1024 * 1024
+    """Largest request body the proxy accepts (413 beyond it); 16 MiB fits long-context chats."""
     max_concurrency: Annotated[int, Field(ge=1)] | None = None
     """Requests in flight to the engine at once; defaults to the engine's batch size."""
     max_queue: Annotated[int, Field(ge=0)] = 128
@@ -166,36 +297,58 @@ class Proxy(_Model):
     """Longest time for one request to the engine, sized for long generations, before 504."""
 
 
+def keys_rule(field: str, shape: shapes.Shape, what: str) -> CelRule:
+    """A CEL rule holding the keys of the map `field` to `shape`.
+
+    OpenAPI cannot constrain map keys, so the API server checks them in CEL; pydantic checks the
+    same regex offline (the key type of the field), so offline this rule never decides.
+    """
+    return CelRule(
+        rule=f"!has(self.{field}) || self.{field}.all(k, k.size() <= {shape.max_length} "
+        f"&& k.matches(r'{shape.pattern}'))",
+        message=f"every key must be {what}; rename the key",
+        field_path=f".{field}",
+    )
+
+
+MAX_RESOURCES: Final = 32
+
+
 class Resources(_Model):
     """Compute resources of the engine container; `nvidia.com/gpu` always comes from spec.gpus."""
 
-    limits: dict[str, Quantity] = Field(default_factory=dict)
+    CEL_RULES: ClassVar[tuple[CelRule, ...]] = tuple(
+        keys_rule(field, shapes.QUALIFIED_NAME, "a resource name such as memory or nvidia.com/gpu")
+        for field in ("limits", "requests")
+    )
+
+    limits: dict[QualifiedName, Quantity] = Field(default_factory=dict, max_length=MAX_RESOURCES)
     """Limits, e.g. `memory: 64Gi`."""
-    requests: dict[str, Quantity] = Field(default_factory=dict)
+    requests: dict[QualifiedName, Quantity] = Field(default_factory=dict, max_length=MAX_RESOURCES)
     """Requests, e.g. `cpu: "8"`."""
 
 
 class Toleration(_Model):
     """A Kubernetes toleration, as in a pod spec."""
 
-    key: str | None = None
+    key: QualifiedName | None = None
     """Taint key the toleration applies to."""
     operator: Literal["Exists", "Equal"] | None = None
     """`Exists` or `Equal` (the default)."""
-    value: str | None = None
+    value: LabelValue | None = None
     """Taint value to match with `Equal`."""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
     """Taint effect to match; all effects when unset."""
-    toleration_seconds: int | None = None
+    toleration_seconds: Annotated[int, Field(ge=0, le=INT32_MAX)] | None = None
     """How long a NoExecute taint is tolerated."""
 
 
 class EnvVar(_Model):
     """An environment variable of the engine container, as in a pod spec."""
 
-    name: NonEmpty
+    name: EnvName
     """Variable name."""
-    value: str | None = None
+    value: Annotated[str, StringConstraints(max_length=ENV_VALUE_MAX_LENGTH)] | None = None
     """Literal value."""
     value_from: dict[str, Any] | None = None
     """Source of the value (secretKeyRef, configMapKeyRef, fieldRef, resourceFieldRef)."""
@@ -237,6 +390,11 @@ class LLMServiceSpec(_Model):
             "remove it, or set spec.engine: llamacpp to serve a GGUF file",
             field_path=".model.file",
         ),
+        keys_rule(
+            "nodeSelector",
+            shapes.QUALIFIED_NAME,
+            "a label key such as pool or nvidia.com/gpu.product",
+        ),
     )
 
     model: ModelSource
@@ -247,15 +405,17 @@ class LLMServiceSpec(_Model):
     quantization: Quantization | None = None
     """Weight format: none, awq, gptq, fp8, bitsandbytes or gguf; gguf for llamacpp/ollama, else
     none."""
-    gpus: Annotated[int, Field(ge=0)] = 1
+    gpus: Annotated[int, Field(ge=0, le=MAX_GPUS)] = 1
     """GPUs per replica: the nvidia.com/gpu request and limit, and the tensor-parallel size; 0 (CPU)
     only for llamacpp and ollama."""
-    gpu_memory_gib: Annotated[int, Field(ge=1)] | None = Field(default=None, alias="gpuMemoryGiB")
+    gpu_memory_gib: Annotated[int, Field(ge=1, le=1024)] | None = Field(
+        default=None, alias="gpuMemoryGiB"
+    )
     """Memory of one GPU in GiB, for the fit check; else from node labels or the operator
     default."""
-    max_model_len: Annotated[int, Field(ge=1)] | None = None
+    max_model_len: Annotated[int, Field(ge=1, le=MAX_MODEL_LEN)] | None = None
     """Context length passed to the engine; the model's own when unset."""
-    replicas: Annotated[int, Field(ge=0)] = 1
+    replicas: Annotated[int, Field(ge=0, le=INT32_MAX)] = 1
     """Desired replicas; the scale subresource points here, and the autoscaler writes it when on."""
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
     """Autoscaling on queue depth."""
@@ -263,17 +423,19 @@ class LLMServiceSpec(_Model):
     """The model cache volume."""
     proxy: Proxy = Field(default_factory=Proxy)
     """The sidecar proxy: API keys, admission queue and timeouts."""
-    engine_args: list[str] = Field(default_factory=list)
+    engine_args: list[Annotated[str, StringConstraints(max_length=ENGINE_ARG_MAX_LENGTH)]] = Field(
+        default_factory=list, max_length=128
+    )
     """Extra engine arguments, appended after the rendered ones."""
-    image: NonEmpty | None = None
+    image: Image | None = None
     """Engine image; the operator's default for the engine when unset."""
     resources: Resources | None = None
     """CPU and memory of the engine container."""
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[QualifiedName, LabelValue] = Field(default_factory=dict, max_length=64)
     """Node labels the pods must match, e.g. `nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3`."""
-    tolerations: list[Toleration] = Field(default_factory=list)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=64)
     """Tolerations of the pods, e.g. for tainted GPU nodes."""
-    env: list[EnvVar] = Field(default_factory=list)
+    env: list[EnvVar] = Field(default_factory=list, max_length=128)
     """Extra environment of the engine container; a name set here wins over llmserve's."""
 
     @model_validator(mode="before")
@@ -300,7 +462,7 @@ class Condition(_Model):
 
     model_config = ConfigDict(extra="ignore")
     type: NonEmpty
-    """Valid, ModelCached, Available or Scaling."""
+    """Valid, ModelCached, Available, Secure or Scaling."""
     status: Literal["True", "False", "Unknown"]
     """Whether the condition holds."""
     reason: str = ""
@@ -359,7 +521,7 @@ class LLMServiceStatus(_Model):
     """Pending, Downloading, Starting, Ready, Scaling (autoscaled replicas loading), Degraded or
     Failed."""
     conditions: list[Condition] = Field(default_factory=list)
-    """Valid, ModelCached, Available and Scaling, each with a reason and message."""
+    """Valid, ModelCached, Available, Secure and Scaling, each with a reason and message."""
     replicas: int | None = None
     """Pods that exist (the scale subresource reads it)."""
     ready_replicas: int | None = None

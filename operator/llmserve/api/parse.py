@@ -2,7 +2,11 @@
 
 pydantic checks shapes, enums and ranges; its errors are rewritten here into `Problem`s with YAML
 paths (`spec.tolerations[0].effect`) and hints: a "did you mean" for unknown fields and wrong enum
-values, the allowed range for numbers. Then the CRD's CEL rules run offline (`llmserve.api.cel`).
+values, the allowed range for numbers, the format a string must have (`llmserve.api.shapes`). Then
+the CRD's CEL rules run offline (`llmserve.api.cel`).
+
+YAML is read without aliases: `&a`/`*a` let a few hundred bytes expand to gigabytes (an "alias
+bomb"), and a spec has no use for them. The API server never sees them (kubectl sends JSON).
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from llmserve.api import cel
+from llmserve.api import cel, shapes
 from llmserve.api.errors import InvalidSpec, Problem
 from llmserve.api.models import API_VERSION, KIND, LLMService
+
+SHOWN_CHARACTERS = 60
+"""Longest value quoted in a message; longer ones are cut (a 300-character name, say)."""
 
 
 def parse_llmservice(
@@ -62,10 +69,29 @@ def _prune_nulls(value: Any) -> Any:  # noqa: ANN401 - any decoded YAML value
     return value
 
 
+class _AliasFound(Exception):  # noqa: N818 - found, not failed: the caller words the problem
+    """A YAML alias (`*name`), which `_NoAliasLoader` refuses; the text says where it is."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, failing at the first alias instead of expanding it."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            alias: yaml.AliasEvent = self.peek_event()  # type: ignore[no-untyped-call] # stub
+            mark = alias.start_mark
+            raise _AliasFound(f" (the first at line {mark.line + 1})" if mark else "")
+        return super().compose_node(parent, index)
+
+
 def parse_many(text: str, *, source: str = "document") -> Iterator[LLMService]:
     """Parse every non-empty document of a (multi-document) YAML text, in order."""
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        loaded = yaml.load_all(text, Loader=_NoAliasLoader)  # a SafeLoader underneath
+        documents = [d for d in loaded if d is not None]
+    except _AliasFound as alias:
+        refused = "uses YAML aliases (&/*), which llmserve does not accept; write the values out"
+        raise InvalidSpec(source, [Problem("document", f"{refused}{alias}")]) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -105,18 +131,38 @@ def _kind_problems(document: Mapping[str, Any]) -> list[Problem]:
 
 
 def _problems_from(error: ValidationError) -> list[Problem]:
-    """One problem per field; errors of a union's members on one field become one problem."""
-    by_path: dict[str, list[tuple[ErrorDetails, type[BaseModel] | None, str]]] = {}
+    """One problem per field; errors of a union's members on one field become one problem.
+
+    A quantity (`int | str`) that has the right type for one member and fails its constraint
+    (`-1`, `lots`) is explained by that member's error alone. A map key that fails its format
+    is named by the map's path and the key (`spec.nodeSelector: key 'bad key!': ...`).
+    """
+    by_path: dict[str, list[tuple[ErrorDetails, type[BaseModel] | None, str, str]]] = {}
     for detail in error.errors():
-        path, parent, rest = _walk(detail["loc"])
-        by_path.setdefault(path, []).append((detail, parent, rest))
+        loc, subject = detail["loc"], ""
+        if loc and loc[-1] == "[key]":
+            loc, subject = loc[:-2], f"key {_shown(loc[-2])}: "
+        path, parent, rest = _walk(loc)
+        by_path.setdefault(path, []).append((detail, parent, rest, subject))
     problems = []
     for path, details in by_path.items():
-        if len(details) > 1 and all(d["type"].endswith("_type") for d, _, _ in details):
+        if len(details) > 1 and all(d["type"].endswith("_type") for d, *_ in details):
             problems.append(Problem(path, _union_message(details[0][0])))
             continue
-        problems.extend(Problem(path, _message(d, parent, rest)) for d, parent, rest in details)
+        if len(details) > 1:
+            constrained = [d for d in details if not d[0]["type"].endswith("_type")]
+            details = constrained or details  # noqa: PLW2901 - the same details, fewer
+        problems.extend(
+            Problem(path, subject + _message(detail, parent, rest))
+            for detail, parent, rest, subject in details
+        )
     return problems
+
+
+def _shown(value: object) -> str:
+    """`repr(value)`, cut to SHOWN_CHARACTERS."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARACTERS else f"{text[: SHOWN_CHARACTERS - 3]}..."
 
 
 def _unwrap(annotation: Any) -> Any:  # noqa: ANN401 - typing objects
@@ -194,10 +240,25 @@ def _message(detail: ErrorDetails, parent: type[BaseModel] | None, key: str) -> 
     }
     if kind in bounds:
         limit = next(iter(ctx.values()))
-        return f"must be {bounds[kind]} {limit}; got {value!r}"
+        return f"must be {bounds[kind]} {limit}; got {_shown(value)}"
+    return _length_message(kind, ctx, value) or _type_message(kind, value, str(detail["msg"]))
+
+
+def _length_message(kind: str, ctx: dict[str, Any], value: object) -> str | None:
+    """Messages for strings that are empty, too long or of the wrong format, and long lists."""
     if kind == "string_too_short":
         return "must not be empty"
-    return _type_message(kind, value, str(detail["msg"]))
+    if kind == "string_too_long":
+        size = len(value) if isinstance(value, str) else "more"
+        return f"must be at most {ctx['max_length']} characters; got {size}: {_shown(value)}"
+    if kind == "too_long" and isinstance(value, list | dict):
+        what = "entries" if isinstance(value, list) else "keys"
+        return f"must have at most {ctx['max_length']} {what}; got {len(value)}"
+    if kind == "string_pattern_mismatch":
+        shape = shapes.BY_PATTERN.get(str(ctx.get("pattern")))
+        says = shape.says if shape else f"a string matching {ctx.get('pattern')}"
+        return f"must be {says}; got {_shown(value)}"
+    return None
 
 
 def _type_message(kind: str, value: object, fallback: str) -> str:
@@ -216,9 +277,9 @@ def _type_message(kind: str, value: object, fallback: str) -> str:
         "model_attributes_type": "a mapping",
     }
     if kind in expected:
-        return f"must be {expected[kind]}; got {value!r}"
-    return f"{fallback}; got {value!r}"
+        return f"must be {expected[kind]}; got {_shown(value)}"
+    return f"{fallback}; got {_shown(value)}"
 
 
 def _union_message(detail: ErrorDetails) -> str:
-    return f"must be an integer or a string such as 16Gi; got {detail.get('input')!r}"
+    return f"must be an integer or a string such as 16Gi; got {_shown(detail.get('input'))}"

@@ -20,6 +20,10 @@ table-driven tests run the very same code. The rules, and why (AUTOSCALING.md §
   up (capacity being added is not doubled) and as fully loaded when deciding to scale down (a
   scrape failure never removes a replica), which is how HPA treats missing pods. No samples at
   all: hold.
+- **A sample is not trusted blindly.** The pages come from the tenant's engine. A figure that is
+  negative, NaN or infinite makes the pod missing; a load above `PLAUSIBLE_LOAD` times what the
+  pod's proxy admits is counted as that much. The decision's message names each such pod and why,
+  as it names pods a source could not read (a page over its size limit, say).
 - **Bounds always hold.** The result is within [minReplicas, maxReplicas], whatever came before.
 
 The `State` is small (the window is kept in `WINDOW_BUCKETS` buckets, each with its highest
@@ -48,6 +52,13 @@ Reason = Literal[
 ]
 """Why the decision is what it is; the `Scaling` condition's reason."""
 
+PLAUSIBLE_LOAD: Final = 4.0
+"""A pod's load counts up to this many times the requests its proxy admits (maxConcurrency +
+maxQueue). The proxy never holds more; the engine's figures are sampled apart from the proxy's and
+may lag, hence the slack. A page that claims more is broken or lies, and must not buy replicas."""
+NOTED_PODS: Final = 3
+"""Pods named in a decision's message with what was wrong with their samples; the rest are
+counted ("and 5 more"): the message goes into status and events, which must stay short."""
 SCALE_DOWN_STEP_SECONDS: Final = 60.0
 """Least time between two removals once load has been low long enough (AUTOSCALING.md §11.4)."""
 WINDOW_BUCKETS: Final = 10
@@ -70,6 +81,9 @@ class PodLoad:
     """Requests waiting in the proxy for a slot (`llmserve_queue_depth`)."""
     gpu_utilization: float | None = None
     """Percent of time a kernel ran (`DCGM_FI_DEV_GPU_UTIL`), the busiest of the pod's GPUs."""
+    problem: str | None = None
+    """Why the pod has no sample (its page is too large, it did not answer): it is missing, and
+    the decision's message says why; None when the figures above are what it reported."""
 
     @property
     def demand(self) -> float | None:
@@ -98,7 +112,8 @@ class Observation:
     ready: int
     """Pods that are Ready."""
     loads: tuple[PodLoad, ...]
-    """One per ready pod with a fresh sample; ready pods absent from it are missing."""
+    """One per ready pod with a fresh sample or a known `problem`; ready pods absent from it, with
+    a problem, or with an absurd figure are missing."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +128,9 @@ class Settings:
     scale_up_stabilization: float = 0.0
     gpu_guard: float | None = None
     """GPU utilization percent at or above which no replica is removed."""
+    pod_capacity: float | None = None
+    """Requests one pod's proxy admits (maxConcurrency + maxQueue): a pod's load is counted up to
+    `PLAUSIBLE_LOAD` times this; None counts any load."""
 
     @property
     def step(self) -> float:
@@ -157,6 +175,43 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+_FIGURES: Final = ("running", "waiting", "in_flight", "queued", "gpu_utilization")
+
+
+def counted(load: PodLoad, capacity: float | None) -> tuple[float | None, str | None]:
+    """The load counted for one pod (None: it is missing), and what was wrong with its sample.
+
+    The same rules for every source: a page scraped from the pod and Prometheus's copy of it are
+    written by the same engine.
+    """
+    if load.problem is not None:
+        return None, load.problem
+    for name in _FIGURES:
+        value = getattr(load, name)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            return None, (
+                f"reported {name} {value:g}, which no pod can hold (check what serves its "
+                "metrics); counted as missing"
+            )
+    demand = load.demand
+    if demand is None or capacity is None or demand <= PLAUSIBLE_LOAD * capacity:
+        return demand, None
+    limit = PLAUSIBLE_LOAD * capacity
+    return limit, (
+        f"reported a load of {demand:g}, more than {PLAUSIBLE_LOAD:g} times the {capacity:g} "
+        f"requests its proxy admits (maxConcurrency + maxQueue); counted as {limit:g}"
+    )
+
+
+def _noted(text: str, notes: list[str]) -> str:
+    """`text` with the pods whose samples were missing or cut, and why."""
+    if not notes:
+        return text
+    shown = "; ".join(notes[:NOTED_PODS])
+    more = f"; and {len(notes) - NOTED_PODS} more" if len(notes) > NOTED_PODS else ""
+    return f"{text} [{shown}{more}]"
+
+
 def decide(settings: Settings, state: State, seen: Observation) -> Decision:
     """The replicas to run now, and why."""
     current = seen.replicas
@@ -170,29 +225,35 @@ def decide(settings: Settings, state: State, seen: Observation) -> Decision:
             f"{settings.max_replicas}]; set to {bounded}",
             State(),
         )
-    demands = [d for d in (load.demand for load in seen.loads) if d is not None]
-    if not demands:
+    counts = [(load, *counted(load, settings.pod_capacity)) for load in seen.loads]
+    usable = [(load, demand) for load, demand, _ in counts if demand is not None]
+    notes = [f"{load.pod}: {note}" for load, _, note in counts if note is not None]
+    if not usable:
         message = (
-            f"no load samples from {_plural(seen.ready, 'ready pod')}; holding {current}"
+            _noted(f"no load samples from {_plural(seen.ready, 'ready pod')}", notes)
             if seen.ready
-            else f"no pod is ready yet; holding {current}"
+            else "no pod is ready yet"
         )
-        return Decision(current, "NoMetrics", message, state)
-    total = sum(demands)
-    missing = max(0, seen.ready - len(demands))
+        return Decision(current, "NoMetrics", f"{message}; holding {current}", state)
+    total = sum(demand for _, demand in usable)
+    missing = max(0, seen.ready - len(usable))
     up = math.ceil(total / settings.target)
     # Missing pods count as fully loaded here: a failed scrape must never remove a replica.
     down = math.ceil((total + missing * settings.target) / settings.target)
-    load_text = (
-        f"load {total:g} over {_plural(len(demands), 'reporting pod')} "
-        f"(target {settings.target:g} per replica)"
+    load_text = _noted(
+        f"load {total:g} over {_plural(len(usable), 'reporting pod')} "
+        f"(target {settings.target:g} per replica)",
+        notes,
     )
     state = _remember(state, seen.now, down, settings.scale_down_delay)
     if up > current:
         return _up(settings, state, seen, up, total, load_text)
     state = replace(state, high_since=None, high_floor=0)
     if down < current:
-        return _down(settings, state, seen, down, total, load_text)
+        busiest = max(
+            (g for g in (load.gpu_utilization for load, _ in usable) if g is not None), default=None
+        )
+        return _down(settings, state, seen, down, total, busiest, load_text)
     return Decision(
         current, "Steady", f"{load_text} fits {_plural(current, 'replica')}", state, total
     )
@@ -261,8 +322,10 @@ def _down(  # noqa: PLR0913, PLR0917 - the decision's inputs, already computed b
     seen: Observation,
     down: int,
     total: float,
+    busiest: float | None,
     load_text: str,
 ) -> Decision:
+    """`busiest`: the highest GPU utilization among the pods counted."""
     current = seen.replicas
     fits = f"{load_text} fits {down}"
     if current <= settings.min_replicas:
@@ -274,9 +337,6 @@ def _down(  # noqa: PLR0913, PLR0917 - the decision's inputs, already computed b
         return Decision(
             current, "Starting", f"{fits}, but {starting}; not scaling down", state, total
         )
-    busiest = max(
-        (g for g in (p.gpu_utilization for p in seen.loads) if g is not None), default=None
-    )
     if settings.gpu_guard is not None and busiest is not None and busiest >= settings.gpu_guard:
         busy = f"GPU utilization is {busiest:g}% (guard {settings.gpu_guard:g}%)"
         return Decision(current, "GpuBusy", f"{fits}, but {busy}; not scaling down", state, total)

@@ -1,15 +1,24 @@
 """Where the autoscaler reads each ready pod's load: from the pods themselves, or from Prometheus.
 
 Both sources keep one contract (`Source.loads`): given the ready pods, the `PodLoad` of every pod
-that has a fresh sample, keyed by pod name. A pod left out is "missing", which the policy never
-reads as zero (AUTOSCALING.md §1.2): a failed scrape must neither add nor remove a replica.
+that has a fresh sample, keyed by pod name. A pod left out, or given with a `problem` (why it has
+no sample), is "missing", which the policy never reads as zero (AUTOSCALING.md §1.2): a failed
+scrape must neither add nor remove a replica.
 
-- `ScrapeSource` asks each pod's proxy on every pass: `/metrics` (its in-flight requests and its
-  queue) and `/metrics/engine` (the engine's own gauges, relayed). Fresh by construction, with no
-  Prometheus hop (AUTOSCALING.md §12.5), and needs nothing installed in the cluster.
+- `ScrapeSource` asks each pod's proxy on every pass, on its metrics port: `/metrics` (its
+  in-flight requests and its queue) and `/metrics/engine` (the engine's own gauges, relayed).
+  Fresh by construction, with no Prometheus hop (AUTOSCALING.md §12.5), and needs nothing
+  installed in the cluster.
 - `PrometheusSource` reads what the cluster's Prometheus already scrapes, one instant query per
   figure per namespace. It alone has GPU utilization (the DCGM exporter's `DCGM_FI_DEV_GPU_UTIL`),
   and it only counts samples younger than `max_age` (Prometheus would serve 5-minute-old ones).
+
+One operator serves every tenant, and the engine page is the tenant's (`spec.image` is theirs), so
+nothing a page holds may cost the operator more than a small, fixed amount (review M5: a 34 MB page
+of 400,000 series took 7 s of CPU on the event loop and 160 MiB to parse whole). Each answer is
+read up to `max_bytes` and no further (a longer one makes the pod missing, and the status says so),
+never decompressed, and scanned only for the lines of the few gauges wanted: a prefix match per
+line, no parse of the rest. The policy then checks the figures themselves (`policy.counted`).
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import asyncio
 import json
 import logging
 import math
+import re
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +35,6 @@ from types import MappingProxyType
 from typing import Any, Final, Literal, Protocol
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 
 from llmserve.api import Engine
 from llmserve.autoscale.policy import PodLoad
@@ -42,6 +51,10 @@ ENGINE_GAUGES: Final[Mapping[Engine, tuple[str, str]]] = MappingProxyType({
 in-flight count stands for it."""
 IN_FLIGHT: Final = "llmserve_requests_in_flight"
 QUEUED: Final = "llmserve_queue_depth"
+PROXY_PAGE: Final = "/metrics"
+ENGINE_PAGE: Final = "/metrics/engine"
+MAX_BYTES: Final = 1024 * 1024
+"""Default size limit of one answer (`AutoscalerConfig.max_page_bytes` sets it in the operator)."""
 
 Figure = Literal["running", "waiting", "in_flight", "queued", "gpu_utilization"]
 """A `PodLoad` field that a source fills in."""
@@ -55,7 +68,7 @@ class Target:
     pod: str
     ip: str
     port: int
-    """The proxy's port (`render.workload.PROXY_PORT`, 8080 in pods)."""
+    """The proxy's metrics port (`AutoscalerConfig.metrics_port`, the pods' `metrics` port)."""
     engine: Engine
 
 
@@ -63,7 +76,10 @@ class Source(Protocol):
     """Reads the load of ready pods."""
 
     async def loads(self, targets: Sequence[Target]) -> dict[str, PodLoad]:
-        """The load of each target with a fresh sample, by pod name; the others are left out."""
+        """The load of each target, by pod name.
+
+        A target without a fresh sample is left out, or given with a `problem` that says why.
+        """
         ...
 
     async def aclose(self) -> None:
@@ -75,49 +91,102 @@ class SourceError(Exception):
     """The source as a whole could not be read (not one pod): the caller reports it in status."""
 
 
-def gauge_sums(text: str, names: Collection[str]) -> dict[str, float]:
+class PageError(Exception):
+    """One page of one pod could not be read; the message says why, for the status."""
+
+
+class PageTooLargeError(PageError):
+    """The page is longer than the limit: the pod is missing, whichever page it was."""
+
+
+async def read_capped(answer: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The body, or None when it is longer than `limit` bytes; never more than limit + 1 is read.
+
+    The declared length is trusted only to refuse early: a body without one, or longer than it
+    says, is counted as it arrives.
+    """
+    if answer.content_length is not None and answer.content_length > limit:
+        return None
+    body = bytearray()
+    while len(body) <= limit:
+        chunk = await answer.content.read(limit + 1 - len(body))
+        if not chunk:
+            return bytes(body)
+        body += chunk
+    return None
+
+
+_SAMPLE_REST: Final = re.compile(rb'(?:\{(?:[^"}]++|"(?:[^"\\]++|\\.)*+")*+\})?+[ \t]++(\S++)')
+"""What follows a sample's name: its labels, if any (quoted values may hold `}` and escapes), then
+the value. Possessive quantifiers never give back what they matched: a line that does not match
+fails in one pass over it, whatever it holds (no backtracking)."""
+
+
+def gauge_sums(page: bytes, names: Collection[str]) -> dict[str, float]:
     """The sum over series of each named gauge in a Prometheus text exposition.
 
-    Summed because one engine may report several series of a name (one per `model_name`, say).
-    Names without a sample are left out; text that does not parse raises ValueError.
+    Only lines that start with a wanted name are looked at (a prefix test per line, in C); the
+    rest of the page, comments and any other metric, is skipped unparsed, so its syntax does not
+    matter. Summed because one engine may report several series of a name (one per `model_name`,
+    say); NaN series are skipped. Names without a sample are left out, and so are lines without
+    a sample's shape; a sample of a wanted name whose value is not a number raises ValueError.
     """
+    wanted = tuple(name.encode() for name in names)
     sums: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name in names and not math.isnan(sample.value):
-                sums[sample.name] = sums.get(sample.name, 0.0) + sample.value
+    for line in page.splitlines():
+        if not line.startswith(wanted):
+            continue
+        for name in wanted:  # two names: which one matched
+            rest = _SAMPLE_REST.match(line, len(name)) if line.startswith(name) else None
+            if rest is not None:  # None: a longer name (`..._total`), or not a sample
+                value = float(rest[1])
+                if not math.isnan(value):
+                    sums[name.decode()] = sums.get(name.decode(), 0.0) + value
+                break
     return sums
 
 
-def proxy_figures(text: str) -> tuple[float | None, float | None]:
+def proxy_figures(page: bytes) -> tuple[float | None, float | None]:
     """In-flight and queued requests from the proxy's `/metrics`."""
-    sums = gauge_sums(text, (IN_FLIGHT, QUEUED))
+    sums = gauge_sums(page, (IN_FLIGHT, QUEUED))
     return sums.get(IN_FLIGHT), sums.get(QUEUED)
 
 
-def engine_figures(engine: Engine, text: str) -> tuple[float | None, float | None]:
+def engine_figures(engine: Engine, page: bytes) -> tuple[float | None, float | None]:
     """Running and waiting requests from the engine's metrics; None for a name it lacks."""
     names = ENGINE_GAUGES.get(engine)
     if names is None:
         return None, None
-    sums = gauge_sums(text, names)
+    sums = gauge_sums(page, names)
     return sums.get(names[0]), sums.get(names[1])
 
 
-def pod_load(target: Target, proxy: str, engine: str | None) -> PodLoad:
-    """The pod's load from its proxy's page and its engine's page (None: that page failed).
+def pod_load(target: Target, proxy: bytes | PageError, engine: bytes | PageError | None) -> PodLoad:
+    """The pod's load from its proxy's page and its engine's page (None: not asked for).
 
-    An engine page that fails or does not parse leaves running and waiting None: the proxy's
-    in-flight count still counts the pod's requests (the engine may be restarting). A proxy page
-    that does not parse raises ValueError: the pod is missing.
+    A page over the size limit, a proxy page that cannot be read, and a gauge line of the proxy
+    that does not parse make the pod missing, with the reason as its `problem`. An engine page
+    that fails otherwise leaves running and waiting None: the proxy's in-flight count still
+    counts the pod's requests (the engine may be restarting).
     """
-    in_flight, queued = proxy_figures(proxy)
+    for page in (proxy, engine):
+        if isinstance(page, PageTooLargeError):
+            return PodLoad(target.pod, problem=str(page))
+    if isinstance(proxy, PageError):
+        return PodLoad(target.pod, problem=str(proxy))
+    try:
+        in_flight, queued = proxy_figures(proxy)
+    except ValueError as error:
+        return PodLoad(target.pod, problem=f"{PROXY_PAGE} does not parse: {error}")
     running = waiting = None
-    if engine is not None:
+    if isinstance(engine, PageError):
+        log.debug("pod %s/%s: %s", target.namespace, target.pod, engine)
+    elif engine is not None:
         try:
             running, waiting = engine_figures(target.engine, engine)
-        except ValueError:
-            log.debug("pod %s/%s: /metrics/engine does not parse", target.namespace, target.pod)
+        except ValueError as error:
+            log.debug("pod %s/%s: %s does not parse: %s", target.namespace, target.pod,
+                      ENGINE_PAGE, error)  # fmt: skip
     return PodLoad(target.pod, running, waiting, in_flight, queued)
 
 
@@ -127,27 +196,40 @@ def base_url(target: Target) -> str:
     return f"http://{host}:{target.port}"
 
 
+def _session(timeout: aiohttp.ClientTimeout, connections: int) -> aiohttp.ClientSession:
+    """A session that never inflates an answer: a compressed page could hide any size."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=connections),
+        timeout=timeout,
+        auto_decompress=False,
+        headers={"Accept-Encoding": "identity"},
+    )
+
+
 class ScrapeSource:
     """Reads every pod's proxy directly, each pass (no Prometheus needed)."""
 
-    def __init__(self, *, timeout: float = 2.0, concurrency: int = 32) -> None:
+    def __init__(
+        self, *, timeout: float = 2.0, concurrency: int = 32, max_bytes: int = MAX_BYTES
+    ) -> None:
         """`timeout` bounds one pod (its two pages are fetched at once); `concurrency` pods at once.
 
         A pod that does not answer in time is missing for this pass, and the bound keeps one
-        hung pod from delaying the decision for the others.
+        hung pod from delaying the decision for the others. A page longer than `max_bytes` makes
+        its pod missing: what one pass may hold is concurrency x 2 pages x max_bytes.
         """
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._limit = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
+        self._max_bytes = max_bytes
         self._session: aiohttp.ClientSession | None = None
 
     async def loads(self, targets: Sequence[Target]) -> dict[str, PodLoad]:
-        """The load of each pod whose proxy answered; a pod that failed or timed out is left out."""
+        """The load of each pod; one that failed, timed out or sent too much has a `problem`."""
         if self._session is None:  # made here, not in __init__: a session needs a running loop
-            connector = aiohttp.TCPConnector(limit=2 * self._concurrency)  # two pages a pod
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            self._session = _session(self._timeout, 2 * self._concurrency)  # two pages a pod
         read = await asyncio.gather(*(self._load(self._session, t) for t in targets))
-        return {load.pod: load for load in read if load is not None}
+        return {load.pod: load for load in read}
 
     async def aclose(self) -> None:
         """Close the connections to the pods."""
@@ -155,32 +237,33 @@ class ScrapeSource:
             await self._session.close()
             self._session = None
 
-    async def _load(self, session: aiohttp.ClientSession, target: Target) -> PodLoad | None:
+    async def _load(self, session: aiohttp.ClientSession, target: Target) -> PodLoad:
         async with self._limit:
             url = base_url(target)
-            pages = [self._text(session, f"{url}/metrics")]
-            if target.engine in ENGINE_GAUGES:
-                pages.append(self._text(session, f"{url}/metrics/engine"))
-            proxy, *engine = await asyncio.gather(*pages)
-        if proxy is None:
-            return None
-        try:
-            return pod_load(target, proxy, engine[0] if engine else None)
-        except ValueError as error:
-            log.debug("pod %s/%s: /metrics does not parse: %s", target.namespace, target.pod, error)
-            return None
+            paths = [PROXY_PAGE, ENGINE_PAGE] if target.engine in ENGINE_GAUGES else [PROXY_PAGE]
+            proxy, *engine = await asyncio.gather(*(self._page(session, url, p) for p in paths))
+        return pod_load(target, proxy, engine[0] if engine else None)
 
-    @staticmethod
-    async def _text(session: aiohttp.ClientSession, url: str) -> str | None:
+    async def _page(self, session: aiohttp.ClientSession, url: str, path: str) -> bytes | PageError:
+        """The page's bytes, or the error that says why there are none."""
         try:
-            async with session.get(url) as answer:
+            async with session.get(f"{url}{path}") as answer:
                 if answer.status != 200:
-                    log.debug("%s answered %s", url, answer.status)
-                    return None
-                return await answer.text()
-        except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError) as error:
-            log.debug("%s: %r", url, error)
-            return None
+                    return PageError(f"{path} answered HTTP {answer.status}")
+                body = await read_capped(answer, self._max_bytes)
+        except TimeoutError:
+            return PageError(f"{path} did not answer within {self._timeout.total:g} s")
+        except aiohttp.ClientError as error:
+            return PageError(
+                f"cannot read {path}: {str(error) or type(error).__name__}; check that the pod's "
+                "proxy runs and that autoscaler.metricsPort is its metrics port"
+            )
+        if body is None:
+            return PageTooLargeError(
+                f"its {path} page is over {self._max_bytes} bytes (autoscaler.maxPageBytes): "
+                "find what fills it with series, or raise the limit"
+            )
+        return body
 
 
 @dataclass(frozen=True)
@@ -259,10 +342,20 @@ def assemble(
         for pod, value in values.items():
             if pod in wanted.get(namespace, ()):
                 figures[pod][figure] = value
-    return {pod: PodLoad(pod, **found) for pod, found in figures.items()}
+    return {
+        pod: PodLoad(
+            pod,
+            running=found.get("running"),
+            waiting=found.get("waiting"),
+            in_flight=found.get("in_flight"),
+            queued=found.get("queued"),
+            gpu_utilization=found.get("gpu_utilization"),
+        )
+        for pod, found in figures.items()
+    }
 
 
-def answered(url: str, figure: Figure, query: str, status: int, text: str) -> Mapping[str, Any]:
+def answered(url: str, figure: Figure, query: str, status: int, text: bytes) -> Mapping[str, Any]:
     """Prometheus's JSON answer to a successful query; SourceError naming what to check if not."""
     try:
         body = json.loads(text)
@@ -292,23 +385,26 @@ class PrometheusSource:
         *,
         max_age: float = 60.0,
         timeout: float = 5.0,
+        max_bytes: int = MAX_BYTES,
     ) -> None:
         """`url` is Prometheus's base URL (e.g. `http://prometheus.monitoring:9090`).
 
         `max_age` must exceed the scrape interval of every series read (twice it is safe): the
         default suits the usual 15-30 s PodMonitor interval. A figure left out of `queries` is not
-        read (None in every `PodLoad`).
+        read (None in every `PodLoad`). An answer holds one series per pod of the namespace (a
+        few hundred bytes each); one longer than `max_bytes` is an error.
         """
         self.url = url.rstrip("/")
         self.queries = queries
         self.max_age = max_age
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._max_bytes = max_bytes
         self._session: aiohttp.ClientSession | None = None
 
     async def loads(self, targets: Sequence[Target]) -> dict[str, PodLoad]:
         """The load of each pod with fresh samples; raises SourceError when Prometheus fails."""
         if self._session is None:  # made here, not in __init__: a session needs a running loop
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = _session(self._timeout, 100)  # aiohttp's default pool size
         wanted: dict[str, set[str]] = defaultdict(set)
         for target in targets:
             wanted[target.namespace].add(target.pod)
@@ -340,16 +436,22 @@ class PrometheusSource:
             async with session.get(
                 f"{self.url}/api/v1/query", params={"query": expression}
             ) as answer:
-                status, text = answer.status, await answer.text()
+                status, body = answer.status, await read_capped(answer, self._max_bytes)
         except TimeoutError:
             raise SourceError(
                 f"Prometheus at {self.url} did not answer within {self._timeout.total:g} s; "
                 "check that it is up and not overloaded"
             ) from None
-        except (aiohttp.ClientError, UnicodeDecodeError) as error:
+        except aiohttp.ClientError as error:
             raise SourceError(
                 f"cannot query Prometheus at {self.url}: {error}; check the URL "
                 "(autoscaler.prometheusUrl in the operator config) and that Prometheus runs and "
                 "is reachable from the operator"
             ) from None
-        return vector_by_pod(answered(self.url, figure, expression, status, text), query.pod_label)
+        if body is None:
+            raise SourceError(
+                f"Prometheus at {self.url} answered the {figure} query with more than "
+                f"{self._max_bytes} bytes (autoscaler.maxPageBytes); check that the query "
+                "template of this figure aggregates by pod"
+            )
+        return vector_by_pod(answered(self.url, figure, expression, status, body), query.pod_label)

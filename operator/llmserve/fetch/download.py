@@ -6,7 +6,12 @@ HF_HUB_OFFLINE=1 find every file. Every file is fetched at the commit the plan r
 that moves meanwhile cannot mix two commits); `refs/<revision>` is written last, when the snapshot
 is complete. Files already in the snapshot are skipped without a request, so a second run costs the
 plan's two API calls. Files are fetched one at a time: the weights dominate, and Xet already
-transfers each of them in parallel.
+transfers each of them in parallel; config.json comes first, so that weights of another format than
+spec.quantization says are refused before they are downloaded (`quantization`).
+
+Nothing is written outside the repo's folder of the cache (and the `--link` path): the arguments
+and the Hub's listing are checked first (`plan`), and the one path built from an argument alone,
+`refs/<revision>`, is checked again before it is written.
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ from huggingface_hub import HfApi, hf_hub_download, hf_hub_url
 from huggingface_hub.hf_api import RepoFile
 
 from llmserve import __version__
-from llmserve.fetch import link, resume
+from llmserve.fetch import link, quantization, resume
 from llmserve.fetch.errors import FetchError, Where, explained
-from llmserve.fetch.plan import Plan, Request, plan, retrying
+from llmserve.fetch.plan import Plan, Request, plan, retrying, validate
 from llmserve.fetch.progress import Progress, human_bytes, sink_class
 
 __all__ = ["Request", "run"]
@@ -54,9 +59,20 @@ def _fetch_file(request: Request, commit: str, file: RepoFile, sink: type[Any]) 
     )
 
 
+def _inside(folder: Path, path: Path) -> Path:
+    """`path`, refused unless it stays inside `folder` once its `..` steps are taken.
+
+    Lexically: a snapshot's files are symlinks into `blobs/` (huggingface_hub's layout), which is
+    where they belong, so symlinks are not followed.
+    """
+    if not Path(os.path.normpath(path)).is_relative_to(os.path.normpath(folder)):
+        raise FetchError(f"refusing to write or link {path}: it is outside {folder}")
+    return path
+
+
 def _write_ref(storage: Path, revision: str, commit: str) -> None:
     """`refs/<revision>` names the commit, as huggingface_hub writes it (atomically)."""
-    ref = storage / "refs" / revision
+    ref = _inside(storage / "refs", storage / "refs" / revision)
     if revision == commit or (ref.is_file() and ref.read_text() == commit):
         return
     ref.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +104,30 @@ def _fetch_all(request: Request, todo: Plan, out: TextIO) -> None:
     missing = [f for f in todo.files if not (snapshot / f.path).is_file()]
     todo_paths = {f.path for f in missing}
     total = sum(f.size for f in todo.files)
-    _check_room(request, missing)
+    progress = Progress(out, len(todo.files), total, request.progress_seconds)
+    sink = sink_class(progress)
+
+    def get(file: RepoFile) -> None:
+        if file.path not in todo_paths:
+            progress.cached(file.size)
+            return
+
+        def fetch() -> None:
+            progress.start_file(file.size)
+            _fetch_file(request, todo.commit, file, sink)
+
+        retrying(fetch, request.retry_delays)
+        progress.end_file()
+
+    # config.json first, when it can tell that the weights are not what the spec says: before
+    # the weights fill the disk, or the disk check asks for room they should never take.
+    first = [f for f in todo.files if f.path == quantization.CONFIG and request.quantization]
+    for file in first:
+        get(file)
+        where = f"{request.repo} at {request.revision}"
+        names = {f.path for f in todo.files}
+        quantization.check(snapshot / file.path, request.quantization or "", names, where)
+    _check_room(request, [f for f in missing if f not in first])
     print(
         f"fetching {request.repo} at {request.revision} (commit {todo.commit[:12]}) from "
         f"{request.endpoint_url}: {len(todo.files)} files, {human_bytes(total)}, "
@@ -96,19 +135,9 @@ def _fetch_all(request: Request, todo: Plan, out: TextIO) -> None:
         file=out,
         flush=True,
     )
-    progress = Progress(out, len(todo.files), total, request.progress_seconds)
-    sink = sink_class(progress)
     for file in todo.files:
-        if file.path not in todo_paths:
-            progress.cached(file.size)
-            continue
-
-        def fetch(file: RepoFile = file) -> None:
-            progress.start_file(file.size)
-            _fetch_file(request, todo.commit, file, sink)
-
-        retrying(fetch, request.retry_delays)
-        progress.end_file()
+        if file not in first:
+            get(file)
     _write_ref(request.storage, request.revision, todo.commit)
     print(f"done: {request.repo} at {request.revision}: {progress.summary()}", file=out, flush=True)
 
@@ -129,6 +158,7 @@ def run(request: Request, out: TextIO) -> None:
         library_version=__version__,
     )
     with explained(at):
+        validate(request)
         todo = plan(api, request)
         request.hub.mkdir(parents=True, exist_ok=True)
         lock = request.hub / ".locks" / request.storage.name / "llmserve-fetch.lock"

@@ -2,15 +2,19 @@
 
 The download Job's log is what a user reads when `ModelCached` is False, so every failure we can
 foresee becomes a `FetchError` whose message says what happened and which field to change; the
-command prints it and exits 1 without a traceback. Unforeseen exceptions still propagate.
+command prints it and exits 1 without a traceback. Unforeseen exceptions still propagate. The same
+line is the container's termination message (`terminate`), which `kubectl describe` and the pod's
+status show without the log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx2
 from huggingface_hub.errors import (
@@ -25,6 +29,8 @@ from huggingface_hub.errors import (
 
 AUTH_FIELD = "spec.model.tokenSecretRef"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+TERMINATION_MESSAGE_BYTES = 4096
+"""What Kubernetes keeps of a termination message."""
 
 
 class FetchError(Exception):
@@ -136,3 +142,13 @@ def explained(at: Where) -> Iterator[None]:
         if message is None:
             raise
         raise FetchError(message) from None
+
+
+def terminate(path: Path, line: str) -> None:
+    """Write `line` as the container's termination message.
+
+    Kubernetes reads it at `path`, the container's terminationMessagePath. Best effort: the line
+    is in the log already.
+    """
+    with contextlib.suppress(OSError):
+        path.write_bytes(line.encode()[:TERMINATION_MESSAGE_BYTES])

@@ -3,12 +3,15 @@
 Two API calls: the model info resolves the revision to a commit, and the recursive tree of that
 commit lists the files with their sizes and, for LFS files, sha256. `--include` globs select files
 the way huggingface_hub's `allow_patterns` do (fnmatch on the path in the repo). Everything that can
-be refused (a revision that does not exist, a glob that matches nothing, a split GGUF missing parts)
-is refused here, before a byte is downloaded.
+be refused (arguments that are not a repo id, revision or file, a revision that does not exist, a
+glob that matches nothing, a split GGUF missing parts) is refused here, before a byte is downloaded.
+The arguments are checked against the formats the LLMService API enforces (`llmserve.api.shapes`):
+they become paths in the cache, and the Job must never write outside it.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +24,7 @@ from huggingface_hub.hf_api import RepoFile
 # Public (huggingface_hub.utils.__all__ is built at run time, which mypy cannot see).
 from huggingface_hub.utils import filter_repo_objects  # type: ignore[attr-defined]
 
+from llmserve.api import shapes
 from llmserve.fetch import link
 from llmserve.fetch.errors import FetchError, is_transient
 from llmserve.fetch.progress import INTERVAL_SECONDS
@@ -30,6 +34,7 @@ RETRY_DELAYS: Final = (2.0, 10.0)
 """Waits before the second and third try of an API call or a file after a network error."""
 SHOWN: Final = 5
 """GGUF files named when a glob matches nothing."""
+COMMIT: Final = re.compile(r"[0-9a-f]{40}")
 T = TypeVar("T")
 
 
@@ -46,6 +51,8 @@ class Request:
     """From HF_TOKEN; sent as `Authorization: Bearer` and never printed."""
     endpoint: str | None = None
     """From HF_ENDPOINT; None means huggingface.co."""
+    quantization: str | None = None
+    """spec.quantization, which the weights must match (`llmserve.fetch.quantization`)."""
     progress_seconds: float = INTERVAL_SECONDS
     retry_delays: tuple[float, ...] = RETRY_DELAYS
 
@@ -72,6 +79,28 @@ class Plan:
     commit: str
     files: tuple[RepoFile, ...]
     link_files: tuple[str, ...]
+
+
+def validate(request: Request) -> None:
+    """Refuse arguments that the API would have refused, naming the LLMService field.
+
+    The Job gets them from a validated spec; this is the second line for a hand-run command, an
+    older operator, or a spec that dodged validation, since each becomes a path in the cache.
+    """
+    checks = (
+        ([request.repo], shapes.REPO_ID, "--repo", "spec.model.name"),
+        ([request.revision], shapes.REVISION, "--revision", "spec.model.revision"),
+        (request.include, shapes.REPO_FILE, "--include", "spec.model.file"),
+    )
+    for values, shape, flag, spec_field in checks:
+        for value in values:
+            if not shape.matches(value):
+                raise FetchError(f"{flag} {value!r} is not {shape.says}; check {spec_field}")
+    for pattern in request.include:
+        if shapes.climbs(pattern):
+            raise FetchError(
+                f"--include {pattern!r} climbs out of the repo with '..'; check spec.model.file"
+            )
 
 
 def retrying(call: Callable[[], T], delays: Sequence[float]) -> T:
@@ -101,14 +130,20 @@ def plan(api: HfApi, request: Request) -> Plan:
     info = retrying(
         lambda: api.model_info(request.repo, revision=request.revision), request.retry_delays
     )
-    if not info.sha:
-        raise FetchError(f"{request.endpoint_url} gave no commit for {request.repo}")
+    if not info.sha or not COMMIT.fullmatch(info.sha):
+        raise FetchError(f"{request.endpoint_url} gave no valid commit for {request.repo}")
     commit = info.sha
     entries = retrying(
         lambda: list(api.list_repo_tree(request.repo, revision=commit, recursive=True)),
         request.retry_delays,
     )
     files = {entry.path: entry for entry in entries if isinstance(entry, RepoFile)}
+    outside = [path for path in files if path.startswith("/") or shapes.climbs(path)]
+    if outside:  # the Hub's own paths become paths in the snapshot, and links to them
+        raise FetchError(
+            f"{request.endpoint_url} listed {outside[0]!r} in {request.repo}, a path outside the "
+            "repo; check HF_ENDPOINT"
+        )
     patterns = list(request.include) or None
     matched: list[str] = sorted(filter_repo_objects(list(files), allow_patterns=patterns))
     if not matched:

@@ -7,7 +7,13 @@ pass is the one status writer). LLMServices with autoscaling off but `maxReplica
 same decision computed and exported as `llmserve_autoscaler_desired_replicas`, and nothing written.
 
 Engine pods are watched (not listed each round): their readiness and IP are what the metrics
-source needs, and a watch costs the API server nothing per round.
+source needs, and a watch costs the API server nothing per round. Labels alone do not make a pod
+one of an LLMService's: anyone who may create pods in the namespace can copy them, and would then
+feed the autoscaler load it reads as real (review M5). Only pods that the Deployment's ReplicaSets
+control are kept (`owned`).
+
+The loop runs only while this process leads: `lifecycle` starts it on taking the Lease and cancels
+it, with any round in flight, on stepping down.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any, Final
 
 import kopf
@@ -37,6 +44,8 @@ ENGINE_PODS: Final = {
     "app.kubernetes.io/component": meta.COMPONENT_SERVER,
 }
 INSTANCE: Final = "app.kubernetes.io/instance"
+TEMPLATE_HASH: Final = "pod-template-hash"
+"""The label the Deployment controller gives its pods; its ReplicaSets' names end with it."""
 
 DESIRED: Final = Gauge(
     "llmserve_autoscaler_desired_replicas",
@@ -67,6 +76,25 @@ def _pod(body: dict[str, Any]) -> autoscale.Pod:
     return autoscale.Pod(body["metadata"]["name"], status.get("podIP"), ready and not deleting)
 
 
+def owned(body: Mapping[str, Any], deployment: str) -> bool:
+    """Whether a ReplicaSet of the Deployment `deployment` controls the pod.
+
+    The Deployment controller names each ReplicaSet `<deployment>-<pod-template-hash>` and gives
+    its pods that hash as a label: the pod's controller reference must be that ReplicaSet. Read
+    from the pod alone, so it costs no request and no RBAC. Checking the reference's uid against
+    the ReplicaSet itself would need `get` on ReplicaSets and would add little: whoever creates a
+    pod writes its ownerReferences, and a made-up uid is caught by the garbage collector (it
+    deletes a pod whose owner does not exist) while the real one makes the pod the ReplicaSet's
+    own, which the ReplicaSet controller then counts and trims like any other.
+    """
+    meta = body["metadata"]
+    template_hash = (meta.get("labels") or {}).get(TEMPLATE_HASH)
+    controllers = [r for r in meta.get("ownerReferences") or [] if r.get("controller")]
+    return bool(template_hash) and [
+        (r.get("apiVersion"), r.get("kind"), r.get("name")) for r in controllers
+    ] == [("apps/v1", "ReplicaSet", f"{deployment}-{template_hash}")]
+
+
 @kopf.on.event("", "v1", "pods", labels=ENGINE_PODS)
 async def pod_event(
     type: str | None,  # noqa: A002 - kopf's name for the event type
@@ -77,17 +105,27 @@ async def pod_event(
 ) -> None:
     """Keep each engine pod's readiness and address. Async: the caches belong to the loop."""
     ctx: Context = memo.ctx
+    name = body["metadata"]["name"]
     owner = (body["metadata"].get("labels") or {}).get(INSTANCE)
     if not owner:
         return
     key = (namespace or "", owner)
+    # The Deployment is named like the LLMService (`render.meta.deployment_name`).
+    mine = type != "DELETED" and owned(body, owner)
+    if type != "DELETED" and not mine:
+        log.info(
+            "pod %s/%s has the labels of LLMService %s but no ReplicaSet of Deployment %s "
+            "controls it: the autoscaler does not count it (change its labels, or delete it if "
+            "nobody should run it)",
+            namespace, name, owner, owner,
+        )  # fmt: skip
     pods = ctx.pods.setdefault(key, {})
-    if type == "DELETED":
-        pods.pop(body["metadata"]["name"], None)
+    if mine:
+        pods[name] = _pod(dict(body))
+    else:  # deleted, or no longer (or never) the Deployment's
+        pods.pop(name, None)
         if not pods:
             del ctx.pods[key]
-    else:
-        pods[body["metadata"]["name"]] = _pod(dict(body))
 
 
 def _watched(body: dict[str, Any]) -> LLMService | None:
@@ -148,11 +186,10 @@ async def round_one(ctx: Context, key: Key, service: LLMService, now: float) -> 
 
 
 async def run(ctx: Context) -> None:
-    """Decide for every autoscaled LLMService, every interval, while this process leads."""
+    """Decide for every autoscaled LLMService, every interval, until cancelled (stepping down)."""
     interval = ctx.config.autoscaler.interval_seconds
     while True:
         await asyncio.sleep(interval)
-        await ctx.leading.wait()
         now = time.time()
         due = [(key, s) for key, body in list(ctx.bodies.items())
                if (s := _watched(body)) is not None]  # fmt: skip

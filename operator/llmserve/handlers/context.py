@@ -27,7 +27,9 @@ class Context:
     config: OperatorConfig
     queue: WorkQueue[Key]
     leading: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set while this process may act: it holds a freshly renewed Lease (or elects no leader)."""
+    """Set while this process may act: it holds a Lease renewed within the renew deadline (or
+    elects no leader). The passes and the autoscaler run only meanwhile: `lifecycle` starts them
+    when it is set and cancels them, mid-work, when it is cleared."""
     bodies: dict[Key, dict[str, Any]] = field(default_factory=dict)
     """The latest body of every watched LLMService, without managedFields."""
     statuses: dict[Key, dict[str, Any]] = field(default_factory=dict)

@@ -1,4 +1,8 @@
-"""Operator start-up and clean-up: kopf settings, the API client and the operator config."""
+"""Operator start-up and clean-up: kopf settings, the API client, the operator config, leadership.
+
+What only the Lease holder runs (the passes and the autoscaler) starts on taking the Lease and is
+cancelled on losing it (`_keep_leading`).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,8 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,8 @@ from llmserve.kube import lease
 from llmserve.kube.client import Client, login
 from llmserve.kube.errors import KubeApiError, RejectedChildError
 
+log = logging.getLogger(__name__)
+
 CONFIG_ENV = "LLMSERVE_CONFIG"
 """Path of the operator settings file (YAML, see OperatorConfig); defaults when unset."""
 
@@ -34,9 +40,6 @@ def load_config() -> OperatorConfig:
     if not path:
         return OperatorConfig()
     return OperatorConfig.model_validate(yaml.safe_load(Path(path).read_text()) or {})
-
-
-RENEW_SECONDS = 5
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -63,16 +66,29 @@ class NoDiffBase(kopf.DiffBaseStorage):
         del body, patch, essence
 
 
-async def _lead(client: Client, election: lease.Election, logger: kopf.Logger) -> bool:
-    """Wait until this process holds the Lease (True), or it may never (False: it stops)."""
+async def _lead(elector: lease.Elector, logger: kopf.Logger) -> float | None:
+    """Wait until this process holds the Lease.
+
+    Returns when the winning attempt began (monotonic seconds), or None when this process never
+    may lead (it stops).
+    """
+    election = elector.election
     where = f"{election.namespace}/{election.name}"
+    holder: str | None = None
     while True:
+        began = time.monotonic()
         try:
-            if await lease.try_acquire(client, election, datetime.now(UTC)):
-                break
-            logger.info("waiting for Lease %s: another operator leads", where)
-        except KubeApiError as error:  # the API server is away: try again
-            logger.warning("waiting for Lease %s: %s", where, error)
+            async with asyncio.timeout(election.renew_deadline_seconds):
+                won = await elector.try_acquire()
+            if won:
+                logger.info("leading as %s (Lease %s)", election.identity, where)
+                return began
+            if elector.holder != holder:  # once per holder, not every retry
+                holder = elector.holder
+                logger.info("waiting for Lease %s: %s leads", where, holder)
+        except (KubeApiError, TimeoutError) as error:  # the API server is away: try again
+            detail = str(error) or f"no answer in {election.renew_deadline_seconds:g} s"
+            logger.warning("waiting for Lease %s: %s", where, detail)
         except RejectedChildError as error:  # no RBAC for Leases: waiting cannot help
             logger.error(  # noqa: TRY400 - the message is the whole story
                 "stopping: cannot take Lease %s: %s; grant get/create/update on leases in "
@@ -80,52 +96,115 @@ async def _lead(client: Client, election: lease.Election, logger: kopf.Logger) -
                 where, error, election.namespace,
             )  # fmt: skip
             os.kill(os.getpid(), signal.SIGTERM)  # kopf's graceful stop
-            return False
-        await asyncio.sleep(RENEW_SECONDS)
-    logger.info("leading as %s (Lease %s)", election.identity, where)
-    return True
+            return None
+        await asyncio.sleep(election.retry_seconds)
+
+
+async def _renew(elector: lease.Elector, began: float, logger: kopf.Logger) -> str:
+    """Renew the Lease until this process must stop acting; why it must.
+
+    `began`: when the last successful renewal (or the acquisition) began, on the monotonic clock.
+    The deadline runs from there, and every attempt gets only what is left of it, so a call that
+    hangs ends at the deadline; the time is read again after each failed call.
+    """
+    election = elector.election
+    where = f"{election.namespace}/{election.name}"
+    deadline = began + election.renew_deadline_seconds
+    failure = "no renewal was attempted"
+    while True:
+        await asyncio.sleep(max(0.0, min(election.retry_seconds, deadline - time.monotonic())))
+        began = time.monotonic()
+        if began >= deadline:
+            return f"Lease {where} not renewed in {election.renew_deadline_seconds:g} s ({failure})"
+        try:
+            async with asyncio.timeout(deadline - began):  # what is left, not the client's 30 s
+                held = await elector.try_acquire()
+        except TimeoutError:
+            return (
+                f"Lease {where} not renewed in {election.renew_deadline_seconds:g} s (the API "
+                "server did not answer in time)"
+            )
+        except Exception as error:  # noqa: BLE001 - whatever failed, the deadline decides
+            failure = str(error) or type(error).__name__
+            logger.warning("cannot renew Lease %s, trying again: %s", where, failure)
+            continue
+        if not held:
+            return f"{elector.holder} holds Lease {where} now"
+        deadline = began + election.renew_deadline_seconds
+
+
+def _start_acting(ctx: Context) -> list[asyncio.Task[None]]:
+    """Set `leading` and start what only the leader does: the passes and the autoscaler."""
+    ctx.leading.set()
+    tasks = [
+        asyncio.create_task(ctx.queue.run(), name="the passes"),
+        asyncio.create_task(autoscaler.run(ctx), name="the autoscaler"),
+    ]
+    for task in tasks:
+        task.add_done_callback(_crashed)
+    return tasks
+
+
+def _crashed(task: asyncio.Task[None]) -> None:
+    """Stop the process when one of its loops failed.
+
+    They run until cancelled, so a failure is a bug; an operator that holds the Lease while half
+    of it is dead serves nobody, and one whose election died stays a standby for good: better
+    stopped, and restarted by Kubernetes.
+    """
+    if task.cancelled() or task.exception() is None:
+        return
+    log.critical("stopping: %s failed", task.get_name(), exc_info=task.exception())
+    os.kill(os.getpid(), signal.SIGTERM)  # kopf's graceful stop
+
+
+async def _stop_acting(ctx: Context, tasks: list[asyncio.Task[None]]) -> None:
+    """Clear `leading` and cancel the passes and autoscaler rounds in flight, at once."""
+    ctx.leading.clear()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _keep_leading(ctx: Context, election: lease.Election, logger: kopf.Logger) -> None:
-    """Wait for the Lease, then renew it for as long as the process runs.
+    """Wait for the Lease, act while it is renewed in time, stop acting at once when it is not.
 
     Waiting happens here, not in the startup handler: kopf serves its liveness probe only once
     startup is over, and a standby that waits for hours must still look alive. Until this
-    process leads, its watches fill the caches but every pass and every autoscaler round waits.
+    process leads, its watches fill the caches and queue keys, but no pass or round runs.
 
-    When renewals fail for longer than the Lease lasts (the API server is away), acting stops
-    until a renewal succeeds again; when another operator holds the Lease, this process stops, so
-    two operators never act at once (Kubernetes restarts it, and it waits its turn).
+    Stepping down cancels the passes and rounds in flight and waits for the Lease again in the
+    same process, rather than exiting as client-go's `OnStoppedLeading` usually does. Both stop
+    acting at the same moment (the cancellation is immediate; a request already sent may land
+    either way, which the margin below the Lease's duration is for), but exiting adds no safety
+    and costs: kopf's graceful stop is not immediate (the cancellation would be needed anyway),
+    and an API server away for longer than the deadline would put every operator replica into
+    CrashLoopBackOff, whose back-off (up to 5 minutes) would keep it from leading once the API
+    server is back. A pass cancelled halfway is safe to run again (every pass is idempotent),
+    and the queue runs it again on the next lead.
     """
-    if not await _lead(ctx.client, election, logger):
-        return
-    ctx.leading.set()
-    last = datetime.now(UTC)
+    elector = lease.Elector(ctx.client, election)
     while True:
-        await asyncio.sleep(RENEW_SECONDS)
-        now = datetime.now(UTC)
-        try:
-            held = await lease.try_acquire(ctx.client, election, now)
-        except Exception as error:  # noqa: BLE001 - a renewal loop: judge by how long it failed
-            if (now - last).total_seconds() > election.duration_seconds and ctx.leading.is_set():
-                logger.warning("pausing: cannot renew the Lease: %s", error)
-                ctx.leading.clear()
-            continue
-        if not held:
-            logger.error("stopping: another operator holds the Lease")
-            os.kill(os.getpid(), signal.SIGTERM)  # kopf's graceful stop
+        began = await _lead(elector, logger)
+        if began is None:
             return
-        last = now
-        if not ctx.leading.is_set():
-            logger.info("resuming: the Lease is renewed")
-            ctx.leading.set()
+        acting = _start_acting(ctx)
+        try:
+            why = await _renew(elector, began, logger)
+        finally:
+            await _stop_acting(ctx, acting)
+        logger.warning(
+            "stopped acting: %s; the passes and autoscaler rounds in flight were cancelled, "
+            "and they resume once this process holds the Lease again",
+            why,
+        )
 
 
 def metrics_source(config: AutoscalerConfig) -> Source:
     """The autoscaler's source of load, as the operator config names it."""
     if config.source == "prometheus" and config.prometheus_url:
-        return PrometheusSource(config.prometheus_url)
-    return ScrapeSource()
+        return PrometheusSource(config.prometheus_url, max_bytes=config.max_page_bytes)
+    return ScrapeSource(max_bytes=config.max_page_bytes)
 
 
 @kopf.on.startup()
@@ -144,19 +223,20 @@ async def startup(
     )
     election: lease.Election | None = memo.get("election")
     if election is not None:
-        memo.leading = asyncio.create_task(_keep_leading(ctx, election, logger))
+        leadership = asyncio.create_task(_keep_leading(ctx, election, logger), name="leadership")
+        leadership.add_done_callback(_crashed)
+        memo.tasks = [leadership]
     else:
-        ctx.leading.set()
-    memo.working = asyncio.create_task(queue.run())
-    memo.scaling = asyncio.create_task(autoscaler.run(ctx))
+        memo.tasks = _start_acting(ctx)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    """Stop renewing the Lease (it expires for the next leader) and close the connections."""
-    for task in (memo.get("leading"), memo.get("working"), memo.get("scaling")):
-        if task is not None:
-            task.cancel()
+    """Stop acting and renewing the Lease (it expires for the next leader); close connections."""
+    tasks: list[asyncio.Task[None]] = memo.get("tasks") or []
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)  # before their client is closed
     ctx: Context = memo.ctx
     await ctx.client.close()
     if ctx.source is not None:

@@ -19,7 +19,7 @@ from llmserve import reconcile
 from llmserve.api.models import GROUP, PLURAL, VERSION
 from llmserve.handlers.context import Context, Key
 from llmserve.kube import objects
-from llmserve.kube.errors import KubeApiError, RejectedChildError
+from llmserve.kube.errors import KubeApiError
 from llmserve.reconcile.seen import trim
 
 RESETTLE_SECONDS: Final = 20
@@ -71,12 +71,7 @@ async def settle(ctx: Context, key: Key) -> float | None:
     # transition times, and a status is written once, not again for each stale event.
     body = {**body, "status": ctx.statuses.get(key) or body.get("status") or {}}
     known = reconcile.Known(ctx.phases.get(key), ctx.children, ctx.scaling.get(key))
-    try:
-        outcome = await reconcile.reconcile(body, ctx.client, ctx.config, datetime.now(UTC), known)
-    except RejectedChildError as error:  # retrying cannot help; the next change runs the pass again
-        await post(ctx, body, "Warning", "ChildRejected", str(error))
-        log.error("%s/%s: %s", *key, error)  # noqa: TRY400 - the traceback says nothing more
-        return None
+    outcome = await reconcile.reconcile(body, ctx.client, ctx.config, datetime.now(UTC), known)
     current = ctx.statuses.get(key) or {}
     if any(current.get(k) != v for k, v in outcome.status.items()):
         await objects.patch_status(ctx.client, *key, outcome.status)

@@ -8,7 +8,8 @@ client-go's workqueue, which controllers built on controller-runtime share:
 - a key added while it waits is not added twice;
 - a key added while its pass runs is queued again once that pass ends;
 - a pass that fails comes back after an exponential back-off, reset by its next success;
-- a pass may ask to run again after a delay (a download retry that is due, a slow start).
+- a pass may ask to run again after a delay (a download retry that is due, a slow start);
+- a pass cancelled with the queue (the process stepped down) runs again when the queue runs again.
 """
 
 from __future__ import annotations
@@ -104,6 +105,13 @@ class WorkQueue(Generic[K]):
             self._running.add(key)
             try:
                 after = await self._one(key)
+            except asyncio.CancelledError:
+                # Stopped mid-pass (this process stepped down, or it stops): the pass did not
+                # finish, so the key waits to run again when the queue runs again.
+                self._running.discard(key)
+                self._again.discard(key)
+                self.add(key)
+                raise
             finally:
                 self._running.discard(key)
             if key in self._again:
@@ -113,7 +121,7 @@ class WorkQueue(Generic[K]):
                 self.add(key, after)
 
     async def run(self) -> None:
-        """Work until cancelled."""
+        """Work until cancelled; cancelling also cancels the passes in flight (they run again)."""
         workers = [asyncio.create_task(self._worker()) for _ in range(self._workers)]
         try:
             await asyncio.gather(*workers)

@@ -8,7 +8,10 @@ class KubeApiError(Exception):
 
 
 class RejectedChildError(Exception):
-    """The API server refused a rendered child (422, 403): a bug or a cluster policy.
+    """The API server refused a rendered child (400, 403, 422).
 
-    Retrying the same request cannot help; the next change to the LLMService or its children does.
+    A value only the API server checks, or a cluster policy; the message names the child and
+    carries the API server's words. Retrying the same request cannot help, so the pass reports it
+    (`Valid=False`, reason `ChildRejected`); the next change to the LLMService or its children runs
+    it again.
     """

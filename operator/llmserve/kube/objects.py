@@ -26,6 +26,7 @@ _PATHS: Final = MappingProxyType(
         ("v1", "Service"): "/api/v1/namespaces/{ns}/services",
         ("v1", "Event"): "/api/v1/namespaces/{ns}/events",
         ("v1", "Pod"): "/api/v1/namespaces/{ns}/pods",
+        ("v1", "Secret"): "/api/v1/namespaces/{ns}/secrets",
         ("batch/v1", "Job"): "/apis/batch/v1/namespaces/{ns}/jobs",
         ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments",
         ("networking.k8s.io/v1", "NetworkPolicy"): (

@@ -75,15 +75,18 @@ class Admission:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), self.limits.queue_timeout)
+            # Not wait_for: on Python 3.11 it swallows a cancellation that comes as the slot is
+            # handed over, and a client that left would then keep the slot.
+            async with asyncio.timeout(self.limits.queue_timeout):
+                await asyncio.shield(waiter)  # the waiter stays for `release` to see as it was
         except TimeoutError:
             if waiter.done():  # handed a slot at the last moment: take it
                 return
             self._waiters.remove(waiter)
             raise Refused(503, "queue_timeout", self._retry_after()) from None
-        except asyncio.CancelledError:  # the client left while waiting
+        except asyncio.CancelledError:  # the client left while waiting: its place goes at once
             if waiter.done():
-                self.release()
+                self.release()  # a slot handed to it as it left passes on
             else:
                 self._waiters.remove(waiter)
             raise

@@ -2,30 +2,38 @@
 
 Any pass can run again at any time with no effect beyond repairing drift: children are read from
 what the operator has seen (`Seen`: its watches and its own writes), only missing or drifted ones
-are applied (server-side apply, field manager `llmserve`), the cache volume
-is created once, the download Job is recreated when the cache key changes or after a failure and its
-back-off, and the engine Deployment is applied only once the model is cached (until then the old
-one keeps serving). The result is a status and the events to post.
+are applied (server-side apply, field manager `llmserve`), the cache volume and the generated
+API-keys Secret are created once, the download Job is recreated when the cache key changes or after
+a failure and its back-off, and the engine Deployment is applied only once the model is cached
+(until then the old one keeps serving). The result is a status and the events to post. A spec the
+operator refuses, or a child the API server refuses, makes `Valid=False` and phase Failed.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 from llmserve import render
-from llmserve.api import InvalidSpec, parse_llmservice
+from llmserve.api import InvalidSpec, LLMService, parse_llmservice
 from llmserve.api.config import OperatorConfig
 from llmserve.kube import objects
 from llmserve.kube.client import Client
-from llmserve.kube.errors import KubeApiError
+from llmserve.kube.errors import KubeApiError, RejectedChildError
 from llmserve.reconcile import state
 from llmserve.reconcile.drift import drifted
 from llmserve.reconcile.seen import Seen
 from llmserve.render import meta, workload
 
 ATTEMPT: Final = f"{meta.ANNOTATION_PREFIX}/attempt"
+KEY_PREFIX: Final = "sk-"
+"""Generated API keys look like OpenAI's, so tools that check the shape accept them."""
+GC_GRACE_SECONDS: Final = 30
+"""How long after an LLMService's creation a Secret of its name may still be a deleted namesake's,
+not yet garbage-collected."""
+SECRET_RETRY_SECONDS: Final = 5
 
 
 @dataclass
@@ -36,6 +44,10 @@ class Outcome:
     events: list[tuple[str, str, str]] = field(default_factory=list)
     retry_after: float | None = None
     """Seconds until the pass should run again on its own (a download back-off), if any."""
+
+    def again_in(self, seconds: float) -> None:
+        """Run the pass again after `seconds` at the latest."""
+        self.retry_after = min(seconds, self.retry_after or seconds)
 
 
 def _by_kind(children: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -130,7 +142,7 @@ async def _cache(
     delay = state.retry_delay(cache.attempt)
     due = (cache.failed_at or now) + timedelta(seconds=delay)
     if now < due:
-        outcome.retry_after = (due - now).total_seconds()
+        outcome.again_in((due - now).total_seconds())
         return state.Cache(
             cache.state, cache.reason, f"{cache.message}; retrying in {delay} s", cache.attempt
         )
@@ -140,6 +152,42 @@ async def _cache(
         ("Normal", "RetryingDownload", f"{cache.message}; starting attempt {cache.attempt + 1}")
     )
     return state.cache_state(live, enabled=True, attempt=cache.attempt + 1)
+
+
+def _younger_than(body: dict[str, Any], seconds: float, now: datetime) -> bool:
+    created = state.parse_time(body["metadata"].get("creationTimestamp"))
+    return created is not None and (now - created).total_seconds() < seconds
+
+
+async def _api_keys(  # noqa: PLR0913 - what the step reads and writes
+    client: Client,
+    service: LLMService,
+    body: dict[str, Any],
+    *,
+    now: datetime,
+    outcome: Outcome,
+    seen: Seen,
+) -> None:
+    """Create the Secret `<name>-api-keys` with a random key once; never read or change it.
+
+    The operator may create Secrets and nothing more (it sees no one's Secrets), so a 409 means
+    the Secret exists and the user's key stays; but for a new LLMService it may be the Secret of a
+    deleted one of the same name that the garbage collector has yet to remove, so the pass tries
+    again shortly. What was created or found is remembered (metadata only, never the key) with
+    the LLMService's uid as owner: a settled LLMService costs no request, and one deleted and
+    created again gets its Secret again.
+    """
+    name, namespace = meta.api_keys_secret_name(service), service.metadata.namespace or ""
+    known = seen.get("Secret", namespace, name)
+    owners = meta.owner_references(service)
+    if known is not None and known["metadata"].get("ownerReferences") == owners:
+        return
+    secret = workload.api_keys_secret(service, KEY_PREFIX + secrets.token_urlsafe(32))
+    created = await objects.create(client, secret)
+    if created is None and _younger_than(body, GC_GRACE_SECONDS, now):
+        outcome.again_in(SECRET_RETRY_SECONDS)
+        return
+    seen.wrote({"apiVersion": "v1", "kind": "Secret", "metadata": secret["metadata"]})
 
 
 def _phase_event(
@@ -155,14 +203,32 @@ def _phase_event(
     return [(kind, new, f"phase {old or 'new'} -> {new}: {message}")]
 
 
-def _new_unschedulable(body: dict[str, Any], status: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """A Warning when replicas newly cannot be scheduled (once, not on every pass)."""
+def _newly(
+    body: dict[str, Any], status: dict[str, Any], kind: str, reason: str
+) -> list[tuple[str, str, str]]:
+    """A Warning when condition `kind` newly has `reason` (once, not on every pass)."""
     old = (body.get("status") or {}).get("conditions") or []
-    was: dict[str, Any] = next((c for c in old if c.get("type") == "Available"), {})
-    now = next(c for c in status["conditions"] if c["type"] == "Available")
-    if now["reason"] == "Unschedulable" and was.get("reason") != "Unschedulable":
-        return [("Warning", "Unschedulable", now["message"])]
+    was: dict[str, Any] = next((c for c in old if c.get("type") == kind), {})
+    now = next(c for c in status["conditions"] if c["type"] == kind)
+    if now["reason"] == reason and was.get("reason") != reason:
+        return [("Warning", reason, now["message"])]
     return []
+
+
+def _refused(
+    body: dict[str, Any], reason: str, message: str, now: datetime, last_phase: str | None
+) -> Outcome:
+    """Phase Failed and `Valid=False`: the spec cannot run as it is.
+
+    A Warning goes with each new message, not with every pass.
+    """
+    status = state.invalid_status(body, reason, message, now)
+    events = _phase_event(body, status, last_phase)
+    previous = (body.get("status") or {}).get("conditions") or []
+    said = next((c.get("message") for c in previous if c.get("type") == "Valid"), None)
+    if events or said != message:
+        events.append(("Warning", reason, message))
+    return Outcome(status, events)
 
 
 async def reconcile(
@@ -174,20 +240,36 @@ async def reconcile(
 ) -> Outcome:
     """One pass: check, apply what is missing or drifted, observe, and say what happened."""
     known = known or Known()
-    last_phase, seen = known.last_phase, known.children
     try:
         service = parse_llmservice(body, admitted=True)  # the API server ran the CEL rules
         rendered = render.render(service, config)  # runs render.check: refuses what cannot run
     except InvalidSpec as error:
-        status = state.invalid_status(body, str(error), now)
-        events = _phase_event(body, status, last_phase)
-        previous = (body.get("status") or {}).get("conditions") or []
-        said = next((c.get("message") for c in previous if c.get("type") == "Valid"), None)
-        if events or said != str(error):  # each new problem once, not on every pass
-            events.append(("Warning", "InvalidSpec", str(error)))
-        return Outcome(status, events)
+        return _refused(body, "InvalidSpec", str(error), now, known.last_phase)
+    try:
+        return await _converge(body, service, rendered, client, now=now, known=known)
+    except RejectedChildError as error:  # the same request would be refused again
+        message = (
+            f"{error}; change the spec so that this child is valid (or the cluster policy that "
+            "refuses it), then the operator tries again"
+        )
+        return _refused(body, "ChildRejected", message, now, known.last_phase)
+
+
+async def _converge(  # noqa: PLR0913 - one pass's inputs
+    body: dict[str, Any],
+    service: LLMService,
+    rendered: list[dict[str, Any]],
+    client: Client,
+    *,
+    now: datetime,
+    known: Known,
+) -> Outcome:
+    """Apply what is missing or drifted, observe the children, and compute the status."""
+    last_phase, seen = known.last_phase, known.children
     children = _by_kind(rendered)
     outcome = Outcome({})
+    if workload.generates_api_keys(service):
+        await _api_keys(client, service, body, now=now, outcome=outcome, seen=seen)
     cache = state.cache_state(None, enabled=False, attempt=1)
     if service.spec.cache.enabled:
         await _create_once(client, children["PersistentVolumeClaim"], seen)
@@ -222,5 +304,6 @@ async def reconcile(
     )
     outcome.status = state.status(observation, now)
     outcome.events += _phase_event(body, outcome.status, last_phase)
-    outcome.events += _new_unschedulable(body, outcome.status)
+    outcome.events += _newly(body, outcome.status, "Available", "Unschedulable")
+    outcome.events += _newly(body, outcome.status, "Secure", "AuthDisabled")
     return outcome

@@ -26,6 +26,7 @@ from llmserve.autoscale import policy
 from llmserve.autoscale.sources import Source, SourceError, Target
 from llmserve.kube import objects
 from llmserve.kube.client import Client
+from llmserve.render import workload
 
 TARGET_SHARE: Final = 0.5
 """Default target load per replica, as a share of the engine's default batch size.
@@ -62,6 +63,7 @@ def settings_of(service: LLMService) -> policy.Settings:
         scale_down_delay=spec.scale_down_delay_seconds,
         scale_up_stabilization=spec.scale_up_stabilization_seconds or 0,
         gpu_guard=spec.gpu_utilization_guard,
+        pod_capacity=workload.max_concurrency(service) + service.spec.proxy.max_queue,
     )
 
 

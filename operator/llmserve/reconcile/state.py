@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from llmserve.api.models import LLMService, Phase
+from llmserve.render import workload
 
 CacheState = Literal["disabled", "absent", "running", "succeeded", "failed"]
 RETRY_BASE_SECONDS: Final = 30
@@ -158,6 +159,40 @@ def _phase(  # noqa: PLR0913 - what the phase depends on
     return "Scaling" if autoscaled and placed else "Degraded"
 
 
+def secure(service: LLMService) -> Verdict:
+    """Whether clients need an API key, and where it is: `kubectl describe` shows it."""
+    keys = workload.api_keys_source(service)
+    namespace = service.metadata.namespace or "default"
+    if keys is None:
+        admitted = f"pods of namespace {namespace}"
+        if service.spec.proxy.allowed_from:
+            admitted += " and spec.proxy.allowedFrom"
+        return Verdict(
+            "Secure",
+            holds=False,
+            reason="AuthDisabled",
+            message=f"spec.proxy.auth is none: the proxy asks for no API key, so every client "
+            f"the NetworkPolicy admits ({admitted}) may use the model; set spec.proxy.auth: "
+            "apiKeys to require keys",
+        )
+    if workload.generates_api_keys(service):
+        return Verdict(
+            "Secure",
+            holds=True,
+            reason="GeneratedApiKey",
+            message=f"clients send the key in Secret {keys.name}, made by llmserve, as "
+            f"Authorization: Bearer; read it with kubectl get secret {keys.name} -n {namespace} "
+            f"-o jsonpath='{{.data.{keys.key}}}' | base64 -d",
+        )
+    return Verdict(
+        "Secure",
+        holds=True,
+        reason="ApiKeys",
+        message=f"clients send a key from Secret {keys.name} (key {keys.key}) as "
+        "Authorization: Bearer",
+    )
+
+
 def status(observation: Observation, now: datetime) -> dict[str, Any]:
     """The whole status of a valid LLMService."""
     service, cache, deployment = observation.service, observation.cache, observation.deployment
@@ -184,6 +219,7 @@ def status(observation: Observation, now: datetime) -> dict[str, Any]:
         Verdict("Valid", holds=True, reason="Valid", message="the spec passed every check"),
         Verdict("ModelCached", holds=cached, reason=cache.reason, message=cache.message),
         Verdict("Available", holds=available, reason=avail_reason, message=avail_message),
+        secure(service),
     ]
     scaling = observation.scaling
     if scaling is not None:
@@ -212,12 +248,18 @@ def status(observation: Observation, now: datetime) -> dict[str, Any]:
     }
 
 
-def invalid_status(service_body: dict[str, Any], message: str, now: datetime) -> dict[str, Any]:
-    """Status of an LLMService the operator refuses (the API server accepted it)."""
+def invalid_status(
+    service_body: dict[str, Any], reason: str, message: str, now: datetime
+) -> dict[str, Any]:
+    """Status of an LLMService that cannot run as it is.
+
+    The operator refuses its spec (`InvalidSpec`), or the API server refuses a child
+    (`ChildRejected`).
+    """
     meta = service_body.get("metadata", {})
     previous = (service_body.get("status") or {}).get("conditions") or []
     generation = meta.get("generation")
-    invalid = Verdict("Valid", holds=False, reason="InvalidSpec", message=message)
+    invalid = Verdict("Valid", holds=False, reason=reason, message=message)
     return {
         "phase": "Failed",
         "conditions": [_set(previous, invalid, now, generation)],

@@ -14,6 +14,11 @@ from llmserve.render.engines.base import CACHE_MOUNT, GGUF_PATH, HF_HOME
 SIZE_MARGIN: Final = 1.25
 """Room over the weights for tokenizer, configs and a second revision during an update."""
 DOWNLOAD_RETRIES: Final = 3
+TERMINATION_LOG: Final = "/dev/termination-log"
+"""Kubernetes' default terminationMessagePath: fetch-model writes its failure there, so the pod's
+status says why the download failed."""
+UNCHECKED_QUANTIZATIONS: Final = frozenset({"none", "gguf"})
+"""Formats fetch-model need not check: engines read any checkpoint as `none`; gguf is the file."""
 
 
 def cache_size(service: LLMService, config: OperatorConfig) -> str:
@@ -50,12 +55,19 @@ def claim(service: LLMService, config: OperatorConfig) -> dict[str, Any]:
 
 
 def fetch_args(service: LLMService) -> list[str]:
-    """`llmserve fetch-model` arguments: what to download, where to, which GGUF file to link."""
+    """`llmserve fetch-model` arguments.
+
+    What to download, where to, which GGUF file to link, the format the weights must have, and
+    where to leave the failure's message.
+    """
     model = service.spec.model
     args = ["fetch-model", "--repo", model.name, "--revision", model.revision]
     args += ["--hf-home", HF_HOME]
     if model.file:
         args += ["--include", model.file, "--link", GGUF_PATH]
+    if service.spec.quant not in UNCHECKED_QUANTIZATIONS:
+        args += ["--quantization", service.spec.quant]
+    args += ["--termination-log", TERMINATION_LOG]
     return args
 
 

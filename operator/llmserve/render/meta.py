@@ -19,6 +19,7 @@ MODEL_ANNOTATION: Final = f"{ANNOTATION_PREFIX}/model"
 COMPONENT_SERVER: Final = "server"
 COMPONENT_CACHE: Final = "model-cache"
 COMPONENT_DOWNLOAD: Final = "model-download"
+COMPONENT_API_KEYS: Final = "api-keys"
 
 
 def deployment_name(service: LLMService) -> str:
@@ -34,6 +35,11 @@ def cache_claim_name(service: LLMService) -> str:
 def download_job_name(service: LLMService) -> str:
     """The Job that fills the model cache."""
     return f"{service.name}-model-download"
+
+
+def api_keys_secret_name(service: LLMService) -> str:
+    """The Secret with the proxy's API keys that the operator creates when the spec names none."""
+    return f"{service.name}-api-keys"
 
 
 def selector_labels(service: LLMService, component: str) -> dict[str, str]:

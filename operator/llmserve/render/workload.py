@@ -1,9 +1,10 @@
 """The engine Deployment: one pod template with the `engine` and `proxy` containers.
 
-The engine listens on loopback only; the proxy (port `http`, 8080) is the pod's one door. Pods run
-as
-a non-root UID with no privilege escalation, all capabilities dropped and the RuntimeDefault seccomp
-profile, no service links (ENGINES.md §9, the VLLM_PORT trap) and no API token.
+The engine listens on loopback only; the proxy is the pod's one door: port `http` (8080) for
+clients, which asks for an API key unless `spec.proxy.auth` is none, and port `metrics` (9090) for
+the operator's autoscaler and Prometheus, which the Service does not expose. Pods run as a non-root
+UID with no privilege escalation, all capabilities dropped and the RuntimeDefault seccomp profile,
+no service links (ENGINES.md §9, the VLLM_PORT trap) and no API token.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from typing import Any, Final
 from llmserve.api.config import OperatorConfig
 from llmserve.api.engines import FACTS
 from llmserve.api.fit import gguf_tag
-from llmserve.api.models import LLMService
+from llmserve.api.models import ApiKeySecretRef, LLMService
 from llmserve.render import meta
 from llmserve.render.engines import PROFILES, EngineInputs, EngineProfile
 from llmserve.render.engines.base import CACHE_MOUNT, HF_HOME, HOME
 
 PROXY_PORT: Final = 8080
+METRICS_PORT: Final = 9090
+"""The proxy's `/metrics` and `/metrics/engine`: off the Service, open only to `metricsFrom`."""
 RUN_AS_USER: Final = 2000
 """vLLM's image runs as UID 2000 (GID 0, OpenShift style); the other engine images run as any UID
 given a writable HOME, so every pod uses the one UID and files on the cache volume stay readable."""
@@ -32,6 +35,16 @@ HOME_VOLUME: Final = "home"
 API_KEYS_VOLUME: Final = "api-keys"
 API_KEYS_DIR: Final = "/etc/llmserve/api-keys"
 API_KEYS_FILE: Final = "keys"
+GENERATED_KEY: Final = "api-keys"
+"""The key of the Secret `<name>-api-keys` that holds the generated keys file."""
+SECRET_MODE: Final = 0o440
+"""The keys file is readable by its owner (root) and group, which kubelet sets to the pod's
+fsGroup, so the proxy's UID 2000 reads it through its group; the default 0644 lets anyone read."""
+SHM_SIZE: Final = "8Gi"
+"""Shared memory for NCCL between tensor-parallel workers: its buffers take far less, and a
+memory volume with no limit could take the node's memory."""
+HOME_SIZE: Final = "10Gi"
+"""The engines' own caches under HOME (compiled kernels, torch.compile): a few GiB at most."""
 
 
 def engine_inputs(service: LLMService) -> EngineInputs:
@@ -143,6 +156,42 @@ def engine_container(service: LLMService, config: OperatorConfig) -> dict[str, A
     return container
 
 
+def api_keys_source(service: LLMService) -> ApiKeySecretRef | None:
+    """The Secret key the proxy reads its keys file from; None when `spec.proxy.auth` is none.
+
+    The user's `apiKeySecretRef`, else the Secret `<name>-api-keys` the operator creates.
+    """
+    proxy = service.spec.proxy
+    if proxy.auth == "none":
+        return None
+    return proxy.api_key_secret_ref or ApiKeySecretRef(
+        name=meta.api_keys_secret_name(service), key=GENERATED_KEY
+    )
+
+
+def generates_api_keys(service: LLMService) -> bool:
+    """Whether the operator must create the Secret `<name>-api-keys` for this LLMService."""
+    return service.spec.proxy.auth == "apiKeys" and service.spec.proxy.api_key_secret_ref is None
+
+
+def api_keys_secret(service: LLMService, key: str) -> dict[str, Any]:
+    """The Secret `<name>-api-keys`: a keys file with one key, `default:<key>`.
+
+    The caller draws `key` at random (rendering stays pure). The operator creates this Secret
+    once and never reads or changes it, so `llmserve render` leaves it out: it would have to
+    print a key.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": meta.metadata(
+            service, meta.api_keys_secret_name(service), meta.COMPONENT_API_KEYS
+        ),
+        "type": "Opaque",
+        "stringData": {GENERATED_KEY: f"default:{key}\n"},
+    }
+
+
 def proxy_container(service: LLMService, config: OperatorConfig) -> dict[str, Any]:
     """The `proxy` sidecar: `llmserve proxy` from the operator's image, the pod's only open port."""
     profile = PROFILES[service.spec.engine]
@@ -159,22 +208,30 @@ def proxy_container(service: LLMService, config: OperatorConfig) -> dict[str, An
         "--request-timeout", str(proxy.request_timeout_seconds),
         "--drain-seconds", str(PROXY_DRAIN_SECONDS),
     ]  # fmt: skip
+    args += ["--max-body-bytes", str(proxy.max_body_bytes), "--metrics-port", str(METRICS_PORT)]
     container: dict[str, Any] = {"name": "proxy", "image": config.operator_image}
-    if proxy.api_key_secret_ref:
+    if api_keys_source(service):
         args += ["--api-keys-file", f"{API_KEYS_DIR}/{API_KEYS_FILE}"]
         container["volumeMounts"] = [
             {"name": API_KEYS_VOLUME, "mountPath": API_KEYS_DIR, "readOnly": True}
         ]
+    else:
+        args += ["--auth", "none"]
     container |= {
         "args": args,
-        "ports": [{"name": "http", "containerPort": PROXY_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": PROXY_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
+        # Probes go to the metrics port: it has its own connection limit, so a flood of clients
+        # on `http` (answered 503 past --max-connections) neither restarts nor unreadies the pod.
         "readinessProbe": {
-            "httpGet": {"path": "/ready", "port": "http"},
+            "httpGet": {"path": "/ready", "port": "metrics"},
             "periodSeconds": 5,
             "failureThreshold": 2,
         },
         "livenessProbe": {
-            "httpGet": {"path": "/health", "port": "http"},
+            "httpGet": {"path": "/health", "port": "metrics"},
             "periodSeconds": 10,
             "failureThreshold": 3,
         },
@@ -220,15 +277,16 @@ def cache_volume(service: LLMService) -> dict[str, Any]:
 
 
 def _volumes(service: LLMService) -> list[dict[str, Any]]:
-    volumes = [cache_volume(service), {"name": HOME_VOLUME, "emptyDir": {}}]
+    volumes = [cache_volume(service), {"name": HOME_VOLUME, "emptyDir": {"sizeLimit": HOME_SIZE}}]
     if service.spec.gpus > 1:  # NCCL between tensor-parallel workers needs more than 64 MiB
-        volumes.append({"name": SHM_VOLUME, "emptyDir": {"medium": "Memory"}})
-    secret = service.spec.proxy.api_key_secret_ref
+        volumes.append(
+            {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}}
+        )
+    secret = api_keys_source(service)
     if secret:
         items = [{"key": secret.key, "path": API_KEYS_FILE}]
-        volumes.append(
-            {"name": API_KEYS_VOLUME, "secret": {"secretName": secret.name, "items": items}}
-        )
+        source = {"secretName": secret.name, "items": items, "defaultMode": SECRET_MODE}
+        volumes.append({"name": API_KEYS_VOLUME, "secret": source})
     return volumes
 
 

@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, Literal
 
 from aiohttp import web
@@ -115,6 +116,9 @@ class Settings:
     faults: Faults
     seed: int = 0
     startup_seconds: float = 0.0
+    loading_until: Path | None = None
+    """Loading also lasts until this file exists: tests end the load when they choose, whatever
+    the machine's speed."""
     default_max_tokens: int = 64
     max_model_len: int = 8192
     max_concurrent_requests: int = 128
@@ -142,6 +146,7 @@ class Simulator:
         self.tally = Tally()
         self.random = random.Random(settings.seed)  # noqa: S311 - a simulation, not security
         self.started = time.monotonic()
+        self.loaded = False
         self.answered = 0
         self.in_flight = 0
         self.dead = False
@@ -162,7 +167,16 @@ class Simulator:
     @property
     def ready(self) -> bool:
         """Loaded and alive."""
-        return not self.dead and time.monotonic() - self.started >= self.settings.startup_seconds
+        return not self.dead and self._loaded()
+
+    def _loaded(self) -> bool:
+        if self.loaded:
+            return True
+        until = self.settings.loading_until
+        self.loaded = time.monotonic() - self.started >= self.settings.startup_seconds and (
+            until is None or until.exists()
+        )
+        return self.loaded
 
     def check(self) -> None:
         """Raise the error this request meets before it reaches the engine, if any."""
@@ -275,8 +289,10 @@ def error_response(flavor: Flavor, error: ApiError) -> web.Response:
 async def _json(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
-    except json.JSONDecodeError as error:
-        raise ApiError(400, f"request body is not JSON: {error}", "BadRequestError") from None
+    except (ValueError, LookupError) as error:
+        # ValueError: not JSON, or (UnicodeDecodeError) not text in its charset; LookupError:
+        # a Content-Type charset Python does not know. Each is the client's fault: 400.
+        raise ApiError(400, f"request body is not JSON text: {error}", "BadRequestError") from None
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object", "BadRequestError")
     return body

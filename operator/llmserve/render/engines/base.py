@@ -71,6 +71,13 @@ class EngineProfile:
     """The spec field to set instead of passing a rendered flag in engineArgs."""
     underscore_flags: bool = False
     """The engine's parser accepts `--foo_bar` for `--foo-bar` (vLLM's FlexibleArgumentParser)."""
+    abbreviations: bool = False
+    """The engine's parser takes a prefix of a flag for the flag (`--hos` for `--host`): argparse's
+    `allow_abbrev`, on unless a parser turns it off. It also takes `-t` for a `-tp` when no other
+    one-dash flag starts with `-t`, whatever allow_abbrev says (Python 3.11)."""
+    attached_values: bool = False
+    """The engine's parser takes a one-letter flag's value attached to it (`-qfp8`, `-p9000`), as
+    argparse and clap do."""
     startup_budget_seconds: int = 3600
     """How long model loading may take before the pod is restarted."""
     takes_args: bool = True
@@ -80,10 +87,39 @@ class EngineProfile:
 
     def canonical(self, token: str) -> str:
         """The flag a user's engineArgs token sets, in the spelling we render."""
+        flag = self._spelling(token)
+        return self.aliases.get(flag, flag)
+
+    def _spelling(self, token: str) -> str:
+        """The flag as the engine's parser reads it, before aliases.
+
+        Without `=value`, and for vLLM with `-` for `_` and without a dotted config key.
+        """
         flag = token.split("=", 1)[0]
         if self.underscore_flags:
             flag = flag.replace("_", "-").split(".", 1)[0]
-        return self.aliases.get(flag, flag)
+        return flag
+
+    def sets(self, token: str, owned: frozenset[str]) -> str | None:
+        """Which of the `owned` flags (in the spelling we render) `token` sets, if any.
+
+        Besides the flag itself, an alias or `--flag=value`: with `abbreviations`, any prefix of an
+        owned flag or alias. argparse takes a prefix that fits one flag only and fails on one that
+        fits several, so every prefix of an owned flag is refused, not only the unique ones. With
+        `attached_values`, a one-letter owned flag with its value glued on.
+        """
+        flag = self.canonical(token)
+        if flag in owned:
+            return flag
+        spelled = self._spelling(token)
+        spellings = sorted(owned | {a for a, f in self.aliases.items() if f in owned})
+        for name in spellings:
+            abbreviated = self.abbreviations and name.startswith(spelled) and spelled.strip("-")
+            one_letter = len(name) == 2 and name[1] != "-"  # `-q`
+            glued = self.attached_values and one_letter and spelled.startswith(name)
+            if abbreviated or glued:
+                return self.aliases.get(name, name)
+        return None
 
 
 def python_health_probe(port: int, path: str) -> tuple[str, ...]:
@@ -101,3 +137,8 @@ COMMON_FIELDS: Final = {
     "--port": "nothing: the port is part of the pod layout",
     "--host": "nothing: the engine listens on loopback behind the proxy",
 }
+CONFIG_FILE: Final = {
+    "--config": "nothing: a config file could set the flags llmserve owns; give each setting "
+    "as a flag of its own",
+}
+"""vLLM's and SGLang's `--config FILE.yaml`, which reads flags from a file."""

@@ -7,6 +7,7 @@ from typing import Final
 from llmserve.api.engines import FACTS
 from llmserve.render.engines.base import (
     COMMON_FIELDS,
+    CONFIG_FILE,
     HUB_CACHE,
     LOOPBACK,
     EngineInputs,
@@ -54,6 +55,7 @@ PROFILE: Final = EngineProfile(
     aliases={"--model": "--model-path", "--tensor-parallel-size": "--tp-size"},
     fields={
         **COMMON_FIELDS,
+        **CONFIG_FILE,
         "--model-path": "spec.model.name",
         "--revision": "spec.model.revision",
         "--served-model-name": "spec.model.servedName",
@@ -63,4 +65,7 @@ PROFILE: Final = EngineProfile(
         "--download-dir": "spec.cache",
         "--mem-fraction-static": "nothing: the fit check relies on it",
     },
+    # launch_server's argparse.ArgumentParser() keeps the default allow_abbrev=True.
+    abbreviations=True,
+    attached_values=True,
 )

@@ -64,4 +64,6 @@ PROFILE: Final = EngineProfile(
         "--max-total-tokens": "spec.maxModelLen",
         "--huggingface-hub-cache": "spec.cache",
     },
+    # clap: `-p9000` is `--port 9000`; long flags are never abbreviated (no infer_long_args).
+    attached_values=True,
 )

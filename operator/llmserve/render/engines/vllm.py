@@ -7,6 +7,7 @@ from typing import Final
 from llmserve.api.engines import FACTS
 from llmserve.render.engines.base import (
     COMMON_FIELDS,
+    CONFIG_FILE,
     HUB_CACHE,
     LOOPBACK,
     EngineInputs,
@@ -23,9 +24,14 @@ QUANTIZATION: Final = {"none": None, "awq": None, "gptq": None, "fp8": "fp8"}
 
 
 def args(i: EngineInputs) -> list[str]:
-    """`vllm serve` arguments; `--model` rather than the positional form works on old images too."""
+    """`vllm serve` arguments, the model first as its positional `model_tag`.
+
+    Positional rather than `--model`: a stray positional in spec.engineArgs (say a value after a
+    flag that takes none) is then an argparse error at start, not a second model that silently
+    replaces ours (the positional wins over `--model`).
+    """
     return [
-        *opt("--model", i.repo),
+        i.repo,
         *opt("--revision", i.revision),
         *opt("--served-model-name", i.served_name),
         *opt("--host", LOOPBACK),
@@ -59,6 +65,7 @@ PROFILE: Final = EngineProfile(
     },
     fields={
         **COMMON_FIELDS,
+        **CONFIG_FILE,
         "--model": "spec.model.name",
         "--revision": "spec.model.revision",
         "--served-model-name": "spec.model.servedName",
@@ -69,4 +76,7 @@ PROFILE: Final = EngineProfile(
         "--gpu-memory-utilization": "nothing: the fit check relies on it",
     },
     underscore_flags=True,
+    # FlexibleArgumentParser leaves argparse's allow_abbrev on (vllm/utils/argparse_utils.py).
+    abbreviations=True,
+    attached_values=True,
 )
